@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/hash_config.html.md"""
 __all__ = ['DEFAULT_ALGORITHM', 'DIGEST_SIZES', 'SUPPORTED', 'REFUSED', 'FALLBACKS', 'CHUNK', 'available', 'resolve_algorithm',
            'HashConfig', 'Digest', 'hash_bytes', 'hash_file']
 
-# %% ../../nbs/01_hash_config.ipynb #60c85c47
+# %% ../../nbs/01_hash_config.ipynb #2888b7cd
 import hashlib
 import importlib
 import os
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import CorruptedDataError, MissingComponentError, UnsupportedHashError
 
-# %% ../../nbs/01_hash_config.ipynb #895f2405
+# %% ../../nbs/01_hash_config.ipynb #81514f29
 DEFAULT_ALGORITHM = "sha256"
 # digest size in bytes of every supported algorithm: lets `Digest.parse` check a digest even where the
 # algorithm's implementation is not installed (a record made with blake3 stays readable without blake3).
@@ -35,7 +35,7 @@ FALLBACKS = {"blake3": ("sha256",), "blake2b": ("sha256",), "sha3_256": ("sha256
 _SPELLINGS = {"sha_256": "sha256", "sha2_256": "sha256", "sha_512": "sha512", "sha2_512": "sha512",
               "sha3": "sha3_256", "blake2": "blake2b", "blake2b_512": "blake2b", "sha_1": "sha1"}
 
-# %% ../../nbs/01_hash_config.ipynb #3b53f77e
+# %% ../../nbs/01_hash_config.ipynb #b891cd3d
 def _normalise(name:str) -> str:
     if not isinstance(name, str): raise UnsupportedHashError(f"hash algorithm must be a name, got {type(name).__name__}")
     n = name.strip().lower().replace("-", "_")
@@ -56,12 +56,15 @@ def available(name:str) -> bool:
         return True
     return n in hashlib.algorithms_available
 
-# %% ../../nbs/01_hash_config.ipynb #078a12ae
+# %% ../../nbs/01_hash_config.ipynb #fbb53b86
 def resolve_algorithm(name:str=DEFAULT_ALGORITHM, # requested algorithm, any common spelling
+                      strict:bool=False, # refuse to fall back (for *checking* a recorded digest)
                      ) -> str:
     "The algorithm that will really be used for `name`: itself if available, else the first available fallback (with a warning)."
     n = _check_supported(name)
     if available(n): return n
+    if strict: raise UnsupportedHashError(f"hash algorithm '{n}' is not available here (install the '{n}' package); "
+                                          "a digest made with it cannot be checked with another algorithm")
     for alt in FALLBACKS[n]:
         if available(alt):
             warnings.warn(f"hash algorithm '{n}' is not available here (install the '{n}' package); "
@@ -69,7 +72,7 @@ def resolve_algorithm(name:str=DEFAULT_ALGORITHM, # requested algorithm, any com
             return alt
     raise UnsupportedHashError(f"hash algorithm '{n}' is not available and no fallback ({FALLBACKS[n]}) is either")
 
-# %% ../../nbs/01_hash_config.ipynb #8d2b9bd7
+# %% ../../nbs/01_hash_config.ipynb #c0df46e7
 def _new_hasher(algorithm:str):
     if algorithm == "blake3":
         from blake3 import blake3
@@ -81,11 +84,12 @@ def _new_hasher(algorithm:str):
 class HashConfig:
     "The hash algorithm a record uses; `algorithm` is always the one really used (after any fallback)."
     algorithm:str=DEFAULT_ALGORITHM # requested algorithm; replaced by the resolved one
+    strict:bool=field(default=False, compare=False, repr=False) # raise instead of falling back
     requested:str=field(default="", init=False, compare=False) # what the caller asked for (differs after a fallback)
 
     def __post_init__(self):
         object.__setattr__(self, "requested", _normalise(self.algorithm))
-        object.__setattr__(self, "algorithm", resolve_algorithm(self.algorithm))
+        object.__setattr__(self, "algorithm", resolve_algorithm(self.algorithm, strict=self.strict))
 
     @property
     def digest_size(self) -> int: return DIGEST_SIZES[self.algorithm]
@@ -102,7 +106,7 @@ class HashConfig:
         h.update(data)
         return h.digest()
 
-# %% ../../nbs/01_hash_config.ipynb #0a9cf69e
+# %% ../../nbs/01_hash_config.ipynb #f9a7d4d8
 _HEX = re.compile(r"[0-9a-f]+")
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class Digest:
         algo, h = s.split(":")
         return cls(algo, h)
 
-# %% ../../nbs/01_hash_config.ipynb #e3ae4269
+# %% ../../nbs/01_hash_config.ipynb #a3040634
 CHUNK = 1 << 20  # 1 MiB: large enough to amortise the per-call cost, small enough to stay in L2/L3
 
 def hash_bytes(data:bytes, # bytes to hash (any buffer)
@@ -145,7 +149,7 @@ def hash_bytes(data:bytes, # bytes to hash (any buffer)
     h.update(data)
     return Digest(cfg.algorithm, h.hexdigest())
 
-# %% ../../nbs/01_hash_config.ipynb #b7b9f357
+# %% ../../nbs/01_hash_config.ipynb #80ef787e
 def hash_file(path:str|os.PathLike, # file to hash
               algorithm:str=DEFAULT_ALGORITHM, # algorithm name or `HashConfig`
               ) -> Digest:

@@ -1,0 +1,358 @@
+"""Security tests: forgery against signatures, key-file permissions, AES-GCM tampering, crash safety of encrypted
+writes, the hash-chained audit log, attestation exports, and fuzzing that only typed errors escape."""
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import load_file, save_file
+
+from ml_provenance.provenance import attest, audit, encryption, signing
+from ml_provenance.provenance.errors import (DecryptionError, KeyFileError, ProvenanceError, RateLimitError,
+                                             SignatureError)
+from ml_provenance.provenance.merkle_tree import MLProvenanceMerkleTree, canonical_json
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------- a small real model directory and its provenance
+def _tensor_leaf(name, arr):
+    return canonical_json({"name": name, "dtype": str(arr.dtype), "shape": list(arr.shape),
+                           "sha256": hashlib.sha256(arr.tobytes()).hexdigest()})
+
+
+def _provenance(model_dir):
+    "Provenance of `model_dir` as an honest recorder (or an attacker with the same code) would compute it."
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    cfg = (model_dir / "config.json").read_bytes()
+    tree = MLProvenanceMerkleTree({"config": cfg}, tensors={n: _tensor_leaf(n, a) for n, a in tensors.items()})
+    files = {p.name: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir())}
+    return {"version": "20260101T000000Z-0001", "model_path": str(model_dir),
+            "model_provenance": {"architecture": {"name": "tiny", "total_parameters": 48}},
+            "merkle": {**tree.to_dict(), "files": files}}
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    save_file({"wte.weight": rng.standard_normal((8, 4)).astype(np.float32),
+               "ln_f.bias": np.zeros(16, np.float32)}, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 4}))
+    return d
+
+
+@pytest.fixture()
+def keys(tmp_path):
+    return signing.generate_keypair(tmp_path / "keys")
+
+
+# ---------------------------------------------------------------- forgery
+def test_forgery_by_recomputing_every_hash_is_rejected_when_the_key_is_pinned(model_dir, keys):
+    priv, pub = keys
+    doc = _provenance(model_dir)
+    doc["signature"] = signing.sign_root(doc["merkle"]["root"], priv)
+    assert signing.verify_root_signature(doc["merkle"]["root"], doc["signature"], pub).pinned
+
+    # the attacker rewrites one weight and recomputes every hash, root included
+    t = load_file(str(model_dir / "model.safetensors"))
+    t["wte.weight"][0, 0] += 1.0
+    save_file(t, str(model_dir / "model.safetensors"))
+    forged = _provenance(model_dir)
+    assert forged["merkle"]["root"] != doc["merkle"]["root"]
+
+    # a: keeps the owner's signature -> it covers another root
+    with pytest.raises(SignatureError, match="covers"):
+        signing.verify_root_signature(forged["merkle"]["root"], doc["signature"], pub)
+    # b: also edits `signed` to the new root -> Ed25519 does not verify
+    with pytest.raises(SignatureError, match="does not verify"):
+        signing.verify_root_signature(forged["merkle"]["root"], {**doc["signature"], "signed": forged["merkle"]["root"]}, pub)
+    # c: re-signs with their own key and embeds it -> refused against the pinned key ...
+    attacker_sig = signing.sign_root(forged["merkle"]["root"], Ed25519PrivateKey.generate())
+    with pytest.raises(SignatureError, match="trusted key"):
+        signing.verify_root_signature(forged["merkle"]["root"], attacker_sig, pub)
+    # ... and accepted unpinned only with the explicit "not pinned" verdict
+    check = signing.verify_root_signature(forged["merkle"]["root"], attacker_sig)
+    assert check.pinned is False and "NOT pinned" in check.note
+    # d: strips the signature -> required-signature mode refuses
+    with pytest.raises(SignatureError, match="missing"):
+        signing.verify_root_signature(forged["merkle"]["root"], None, pub)
+
+
+def test_ledger_head_and_root_signatures_do_not_cross(keys):
+    priv, pub = keys
+    h = hashlib.sha256(b"head").hexdigest()
+    with pytest.raises(SignatureError):
+        signing.verify_root_signature(h, signing.sign_ledger_head(h, priv), pub)
+    with pytest.raises(SignatureError):
+        signing.verify_ledger_head_signature(h, signing.sign_root(h, priv), pub)
+    assert signing.verify_ledger_head_signature(h, signing.sign_ledger_head(h, priv), pub).domain == "ledger-head"
+
+
+# ---------------------------------------------------------------- key files
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_readable_private_key_is_refused_like_ssh(keys, mode):
+    priv, _ = keys
+    priv.chmod(mode)
+    with pytest.raises(KeyFileError, match=f"mode {mode:04o}.*chmod 600"):
+        signing.load_private_key(priv)
+    with pytest.raises(KeyFileError):
+        signing.sign_root("ab" * 32, priv)
+    priv.chmod(0o600)
+    assert isinstance(signing.load_private_key(priv), Ed25519PrivateKey)
+
+
+def test_keygen_modes_and_no_silent_overwrite(tmp_path):
+    priv, pub = signing.generate_keypair(tmp_path, "k")
+    assert (priv.stat().st_mode & 0o777, pub.stat().st_mode & 0o777) == (0o600, 0o644)
+    old = priv.read_bytes()
+    with pytest.raises(KeyFileError, match="refusing"):
+        signing.generate_keypair(tmp_path, "k")
+    assert priv.read_bytes() == old
+    signing.generate_keypair(tmp_path, "k", force=True)
+    assert priv.read_bytes() != old and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_encryption_key_file_permissions_and_formats(tmp_path):
+    kf = encryption.generate_key_file(tmp_path / "k")
+    key = encryption.load_key(kf)
+    kf.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        encryption.load_key(kf)
+    raw = tmp_path / "raw"
+    signing.write_secret_file(raw, key)
+    assert encryption.load_key(raw) == key
+    bad = tmp_path / "bad"
+    signing.write_secret_file(bad, b"0" * 63)
+    with pytest.raises(KeyFileError, match="found 63 bytes") as e:
+        encryption.load_key(bad)
+    assert "000" not in str(e.value)  # the key material is never echoed
+
+
+# ---------------------------------------------------------------- encryption
+def test_round_trip_wrong_key_and_every_altered_byte(tmp_path):
+    key = os.urandom(32)
+    msg = json.dumps({"merkle": {"root": "ab" * 32}}).encode()
+    blob = encryption.encrypt_bytes(msg, key)
+    assert encryption.decrypt_bytes(blob, key) == msg and encryption.is_encrypted(blob)
+    assert encryption.encrypt_bytes(msg, key) != blob  # fresh nonce each time
+    with pytest.raises(DecryptionError):
+        encryption.decrypt_bytes(blob, os.urandom(32))
+    for i in range(len(blob)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(blob)
+            bad[i] ^= bit
+            with pytest.raises(DecryptionError):
+                encryption.decrypt_bytes(bytes(bad), key)
+    for n in range(len(blob)):
+        with pytest.raises(DecryptionError):
+            encryption.decrypt_bytes(blob[:n], key)
+    with pytest.raises(DecryptionError):
+        encryption.decrypt_bytes(blob + b"\x00", key)
+
+
+_WRITER = textwrap.dedent("""
+    import json, sys
+    from ml_provenance.provenance import encryption
+    try: from ml_provenance.provenance.store import atomic_write_bytes
+    except ImportError: from ml_provenance.provenance.signing import write_secret_file as atomic_write_bytes
+    key, path = encryption.load_key(), sys.argv[1]
+    print("ready", flush=True)
+    i = 1
+    while True:
+        doc = {"i": i, "pad": "x" * 400_000, "end": i}
+        atomic_write_bytes(path, encryption.encrypt_bytes(json.dumps(doc).encode(), key))
+        i += 1
+""")
+
+
+def test_kill_9_during_encrypted_atomic_write_leaves_old_or_new(tmp_path):
+    try:
+        from ml_provenance.provenance.store import atomic_write_bytes
+    except ImportError:  # until the store lands, the same temp+fsync+rename writer from signing
+        from ml_provenance.provenance.signing import write_secret_file as atomic_write_bytes
+    key = os.urandom(32)
+    target = tmp_path / "prov.json.enc"
+    atomic_write_bytes(target, encryption.encrypt_bytes(json.dumps({"i": 0, "pad": "", "end": 0}).encode(), key))
+    env = {**os.environ, "ML_PROVENANCE_KEY": key.hex()}
+    rng, seen = random.Random(0), set()
+    for _ in range(20):
+        p = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.15))
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        doc = json.loads(encryption.decrypt_bytes(target.read_bytes(), key))
+        assert doc["i"] == doc["end"] and len(doc["pad"]) in (0, 400_000)
+        seen.add(doc["i"])
+    assert len(seen) > 1  # kills landed at different points of the write loop
+
+
+# ---------------------------------------------------------------- audit log and rate limit
+_APPENDER = "import sys; from ml_provenance.provenance.audit import AuditLog\n" \
+            "log = AuditLog(sys.argv[1])\nfor i in range(150): log.append(sys.argv[2], f'm{i}', 'ok')\n"
+
+
+def test_two_processes_append_one_valid_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    ps = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), w]) for w in ("a", "b")]
+    assert [p.wait() for p in ps] == [0, 0]
+    log = audit.AuditLog(path)
+    check = log.verify()
+    assert check.ok and check.entries == 300
+    assert log.to_df()["who"].value_counts().to_dict() == {"a": 150, "b": 150}
+
+
+def test_audit_log_points_at_the_first_edited_line(tmp_path):
+    log = audit.AuditLog(tmp_path / "a.jsonl")
+    for i in range(6):
+        log.append("ci", f"model-{i}", "failed", "hash mismatch")
+    lines = log.path.read_text().splitlines(keepends=True)
+    edits = {"edit": lambda ls: ls[:3] + [ls[3].replace("failed", "passed")] + ls[4:],
+             "delete": lambda ls: ls[:3] + ls[4:],
+             "swap": lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:],
+             "torn tail": lambda ls: ls[:5] + [ls[5][:20]]}
+    want = {"edit": 4, "delete": 4, "swap": 3, "torn tail": 6}
+    for kind, f in edits.items():
+        log.path.write_text("".join(f(lines)))
+        assert log.verify().first_bad_line == want[kind], kind
+        with pytest.raises(ProvenanceError):
+            log.entries()
+    log.path.write_text("".join(lines))
+    assert log.verify().ok
+
+
+def test_token_bucket_with_injected_clock():
+    now = [100.0]
+    tb = audit.TokenBucket(rate_per_s=1, capacity=2, clock=lambda: now[0])
+    tb.acquire()
+    tb.acquire()
+    with pytest.raises(RateLimitError) as e:
+        tb.acquire()
+    assert e.value.retry_after == pytest.approx(1.0)
+    now[0] += 1.0
+    tb.acquire()
+    with pytest.raises(ProvenanceError):
+        audit.TokenBucket(rate_per_s=0)
+
+
+# ---------------------------------------------------------------- attestations
+def test_exports_of_a_real_provenance(model_dir, keys):
+    doc = _provenance(model_dir)
+    doc["signature"] = signing.sign_root(doc["merkle"]["root"], keys[0])
+    doc.update({"data_provenance": {"train": {"samples": 3}}, "training_provenance": {"config": {"epochs": 1},
+                "metrics": {"train_loss": 1.5}}, "system": {"python": "3.11"},
+                "safety_metrics": {"passed_checks": 9, "total_checks": 10, "content_warnings": 0, "failed_checks": 1}})
+    st_ = attest.to_in_toto(doc)
+    assert st_["_type"] == "https://in-toto.io/Statement/v1" and st_["predicateType"]
+    names = {s["name"]: s["digest"] for s in st_["subject"]}
+    want_w = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert names["model.safetensors"] == {"sha256": want_w}
+    assert names["tiny#merkle-root"] == {"sha256": doc["merkle"]["root"]}
+    slsa = attest.to_slsa(doc)
+    p = slsa["predicate"]
+    assert slsa["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert p["buildDefinition"]["buildType"] and p["runDetails"]["builder"]["id"]
+    assert p["buildDefinition"]["externalParameters"]["training"] == {"epochs": 1}
+    for rd in p["buildDefinition"]["resolvedDependencies"] + p["runDetails"]["byproducts"]:
+        assert rd["name"] and all(len(v) == 64 for v in rd["digest"].values())
+    metrics = next(b for b in p["runDetails"]["byproducts"] if b["name"] == "metrics.json")
+    assert metrics["digest"]["sha256"] == hashlib.sha256(b'{"train_loss":1.5}').hexdigest()
+    bom = attest.to_cyclonedx(doc)
+    cdx = pytest.importorskip("cyclonedx.validation.json")
+    from cyclonedx.schema import SchemaVersion
+    assert cdx.JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom)) is None
+    assert bom["metadata"]["component"]["hashes"] == [{"alg": "SHA-256", "content": doc["merkle"]["root"]}]
+    assert attest.to_cyclonedx(doc) == bom  # deterministic, serial number included
+
+
+def test_cyclonedx_schema_rejects_a_broken_bom(model_dir):
+    cdx = pytest.importorskip("cyclonedx.validation.json")
+    from cyclonedx.schema import SchemaVersion
+    bom = attest.to_cyclonedx(_provenance(model_dir))
+    bom["metadata"]["component"]["hashes"][0]["content"] = "not-hex"
+    assert cdx.JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom)) is not None
+
+
+# ---------------------------------------------------------------- fuzzing: only the package's typed errors escape
+_KEY = bytes(range(32))
+_BLOB = encryption.encrypt_bytes(b'{"a": 1}', _KEY)
+_SK = Ed25519PrivateKey.generate()
+_ROOT = "cd" * 32
+_SIG = signing.sign_root(_ROOT, _SK)
+
+hexish = st.text(alphabet="0123456789abcdefABCDEF:xyz", max_size=140)
+any_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                        max_leaves=6)
+sig_dicts = st.one_of(
+    any_json,
+    st.fixed_dictionaries({}, optional={"algorithm": st.sampled_from(["ed25519", "rsa", ""]) | any_json,
+                                        "public_key": hexish | any_json, "key_id": hexish | any_json,
+                                        "signature": hexish | any_json, "signed": hexish | any_json}),
+    st.builds(lambda k, v: {**_SIG, k: v}, st.sampled_from(sorted(_SIG)), hexish | any_json))
+blobs = st.one_of(st.binary(max_size=200),
+                  st.builds(lambda i, b: _BLOB[:i] + bytes([b]) + _BLOB[i + 1:], st.integers(0, len(_BLOB) - 1),
+                            st.integers(0, 255)),
+                  st.builds(lambda n: _BLOB[:n], st.integers(0, len(_BLOB))), st.just(_BLOB + b"!"))
+keys_ = st.one_of(st.binary(max_size=80), st.text(max_size=80).map(lambda s: s.encode()),
+                  st.binary(min_size=32, max_size=32).map(lambda b: b.hex().encode()))
+
+
+def _fuzz_one(blob, key_text, sig, root):
+    outcomes = []
+    try:
+        pt = encryption.decrypt_bytes(blob, _KEY)
+        assert blob == _BLOB and pt == b'{"a": 1}'  # only the untouched blob may decrypt
+        outcomes.append("decrypted")
+    except DecryptionError:
+        outcomes.append("refused")
+    try:
+        k = encryption._parse_key(key_text, "fuzz")
+        assert len(k) == 32
+    except KeyFileError:
+        pass
+    try:
+        chk = signing.verify_root_signature(root, sig, _SK.public_key())
+        assert sig == _SIG and root == _ROOT and chk.pinned  # only the genuine pair verifies
+    except SignatureError:
+        pass
+    return outcomes
+
+
+@FAST
+@given(blobs, keys_, sig_dicts, hexish)
+def test_fuzz_only_typed_errors(blob, key_text, sig, root):
+    _fuzz_one(blob, key_text, sig, root)
+
+
+@pytest.mark.slow
+@SLOW
+@given(blobs, keys_, sig_dicts, hexish)
+def test_fuzz_only_typed_errors_10k(blob, key_text, sig, root):
+    _fuzz_one(blob, key_text, sig, root)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_keygen_writes_a_usable_pair_and_refuses_overwrite(tmp_path, capsys):
+    from ml_provenance.cli import run
+    assert run(["keygen", "--out-dir", str(tmp_path), "--name", "ci"]) == 0
+    out = capsys.readouterr().out
+    priv, pub = tmp_path / "ci.key", tmp_path / "ci.pub"
+    assert signing.key_id(signing.load_public_key(pub)) in out
+    sig = signing.sign_root("ab" * 32, priv)
+    assert signing.verify_root_signature("ab" * 32, sig, pub).pinned
+    assert run(["keygen", "--out-dir", str(tmp_path), "--name", "ci"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err

@@ -9,7 +9,7 @@ __all__ = ['COMPONENTS', 'TRAINING', 'CONFIG', 'ALIASES', 'ABSENT', 'canonical_c
            'leaf_hash', 'node_hash', 'merkle_root', 'inclusion_path', 'verify_inclusion', 'InclusionProof',
            'MLProvenanceMerkleTree']
 
-# %% ../../nbs/02_merkle_tree.ipynb #bf52c3b3
+# %% ../../nbs/02_merkle_tree.ipynb #e54ffbec
 import functools
 import hashlib
 import hmac
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from .errors import CorruptedDataError, MissingComponentError, UnsupportedHashError
 from .hash_config import DIGEST_SIZES, Digest, HashConfig, resolve_algorithm
 
-# %% ../../nbs/02_merkle_tree.ipynb #fabfe255
+# %% ../../nbs/02_merkle_tree.ipynb #97f151c7
 COMPONENTS = ("weights", "metrics", "data", "safety", "system", "config")
 TRAINING = COMPONENTS[:3] # left subtree, in this order
 CONFIG = COMPONENTS[3:] # right subtree, in this order
@@ -35,7 +35,7 @@ def canonical_component(name:str, # a component name or one of the seed's aliase
     if c not in COMPONENTS: raise MissingComponentError(str(name), f"{required_by} (known: {', '.join(COMPONENTS)})")
     return c
 
-# %% ../../nbs/02_merkle_tree.ipynb #75d76b2f
+# %% ../../nbs/02_merkle_tree.ipynb #6c39dd4a
 def canonical_json(obj) -> bytes:
     "Deterministic JSON bytes for hashing: sorted keys, `(',', ':')` separators, UTF-8, no NaN/Infinity."
     # Python's float repr is the shortest round-trip form, so equal floats always give equal bytes; NaN and
@@ -52,7 +52,7 @@ def absent_data(component:str) -> bytes:
 
 ABSENT = {c: absent_data(c) for c in COMPONENTS} # component -> its "absent" leaf data
 
-# %% ../../nbs/02_merkle_tree.ipynb #cfe6c045
+# %% ../../nbs/02_merkle_tree.ipynb #3681c550
 @functools.cache
 def _hashfn(algorithm:str):
     "`bytes -> digest` for exactly `algorithm` (no fallback: a proof must be checked with the hash that made it)."
@@ -76,7 +76,7 @@ def node_hash(left:bytes, # left child hash
     "RFC 9162 §2.1.1 interior node hash: `HASH(0x01 || left || right)`."
     return _hashfn(algorithm)(b"\x01" + left + right)
 
-# %% ../../nbs/02_merkle_tree.ipynb #5b6b65f0
+# %% ../../nbs/02_merkle_tree.ipynb #a67cee3a
 def _split(n:int) -> int:
     "RFC 9162 §2.1.1: k is the largest power of two smaller than n (n > 1)."
     return 1 << ((n - 1).bit_length() - 1)
@@ -119,7 +119,7 @@ def inclusion_path(leaf_hashes:list, # all leaf hashes of the tree
     if not 0 <= index < len(leaf_hashes): raise MissingComponentError(f"leaf {index}", f"tree of {len(leaf_hashes)} leaves")
     return _Range(list(leaf_hashes), algorithm).path(index, 0, len(leaf_hashes))
 
-# %% ../../nbs/02_merkle_tree.ipynb #51ebfd94
+# %% ../../nbs/02_merkle_tree.ipynb #1fe0c325
 def verify_inclusion(leaf:bytes, # leaf hash being proven
                      index:int, # its 0-based index
                      size:int, # number of leaves in the tree
@@ -146,7 +146,7 @@ def _fold(r:bytes, index:int, size:int, path, h) -> bytes|None:
         fn, sn = fn >> 1, sn >> 1
     return r if sn == 0 else None
 
-# %% ../../nbs/02_merkle_tree.ipynb #ff7a184d
+# %% ../../nbs/02_merkle_tree.ipynb #71ca4cc5
 @dataclass(frozen=True)
 class InclusionProof:
     "Proof that one component (or one tensor) is in a model's Merkle root; checkable without any other component."
@@ -227,7 +227,7 @@ class InclusionProof:
         what = f"tensor '{self.tensor}'" if self.tensor is not None else f"'{self.component}'"
         return f"InclusionProof({what} -> {self.algorithm}:{self.root[:12]}…, {len(self.path) + len(self.tensor_path)} hashes)"
 
-# %% ../../nbs/02_merkle_tree.ipynb #aadada2c
+# %% ../../nbs/02_merkle_tree.ipynb #7bbf24cf
 def _as_bytes(v, what:str) -> bytes:
     if isinstance(v, (bytes, bytearray, memoryview)): return bytes(v)
     if isinstance(v, (dict, list)): return canonical_json(v) # records may be given as JSON-able objects
@@ -279,7 +279,7 @@ class MLProvenanceMerkleTree:
         "Components recorded as absent."
         return tuple(c for c in COMPONENTS if self.component_hashes[c] == _hex(leaf_hash(ABSENT[c], self.algorithm)))
 
-# %% ../../nbs/02_merkle_tree.ipynb #0056aef0
+# %% ../../nbs/02_merkle_tree.ipynb #cef48333
 def _prove(self, component:str) -> InclusionProof:
     "Inclusion proof of one component (aliases accepted) up to the root."
     c = canonical_component(component, "MLProvenanceMerkleTree.prove")
@@ -297,10 +297,16 @@ def _prove_tensor(self, name:str) -> InclusionProof:
     return InclusionProof(self.algorithm, "weights", self.tensor_hashes[name], p.index, p.size, p.path, self.root,
                           tensor=name, tensor_index=i, tensor_count=len(self._tnames), tensor_path=tpath)
 
-# methods are attached after the class, one cell each (what fastcore's `@patch` does, without the dependency)
-MLProvenanceMerkleTree.prove, MLProvenanceMerkleTree.prove_tensor = _prove, _prove_tensor
+def _attach(cls, *fs, wrap=None):
+    "Attach functions `_name` to `cls` as method `name` (what fastcore's `@patch` does, without the runtime dependency)."
+    for f in fs:
+        n = f.__name__.lstrip("_")
+        f.__name__, f.__qualname__ = n, f"{cls.__name__}.{n}"
+        setattr(cls, n, wrap(f) if wrap else f)
 
-# %% ../../nbs/02_merkle_tree.ipynb #7282ae61
+_attach(MLProvenanceMerkleTree, _prove, _prove_tensor)
+
+# %% ../../nbs/02_merkle_tree.ipynb #77767558
 def _to_dict(self) -> dict:
     "Hashes only: algorithm, root, the two half hashes, weights subtree root, component and tensor leaf hashes."
     return {"algorithm": self.algorithm, "root": self.root, "training_hash": self.training_hash,
@@ -347,12 +353,12 @@ def _diff(self, other:"MLProvenanceMerkleTree") -> dict:
     return {"components": [c for c in COMPONENTS if self.component_hashes[c] != other.component_hashes[c]],
             "tensors": sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))}
 
-MLProvenanceMerkleTree.to_dict, MLProvenanceMerkleTree.diff = _to_dict, _diff
-MLProvenanceMerkleTree.from_dict = classmethod(_from_dict)
+_attach(MLProvenanceMerkleTree, _to_dict, _diff)
+_attach(MLProvenanceMerkleTree, _from_dict, wrap=classmethod)
 MLProvenanceMerkleTree.__eq__ = lambda self, o: isinstance(o, MLProvenanceMerkleTree) and self.to_dict() == o.to_dict()
 MLProvenanceMerkleTree.__hash__ = None
 
-# %% ../../nbs/02_merkle_tree.ipynb #4ad87d66
+# %% ../../nbs/02_merkle_tree.ipynb #1b3739a8
 def _short(h:str|None) -> str: return "—" if h is None else h[:12] + "…"
 
 def _diagram(self) -> str:
@@ -366,7 +372,7 @@ def _diagram(self) -> str:
     lines += [f"└── config   {_short(self.config_hash)}"] + ["    " + leaf(c, i == 2) for i, c in enumerate(CONFIG)]
     return "\n".join(lines)
 
-MLProvenanceMerkleTree.diagram = _diagram
+_attach(MLProvenanceMerkleTree, _diagram)
 MLProvenanceMerkleTree.__repr__ = lambda self: (f"MLProvenanceMerkleTree({self.algorithm}:{_short(self.root)}, "
                                                 f"{len(self._tnames)} tensors, absent: {', '.join(self.absent) or 'none'})")
 MLProvenanceMerkleTree._repr_markdown_ = lambda self: f"```\n{self.diagram()}\n```"

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/verifier.html.md"""
 __all__ = ['UNSIGNED_NOTE', 'DEFAULT_ALLOWED_UPDATES', 'MerkleValidator', 'ValidationResult', 'UpdateResult', 'ComponentResult',
            'default_cache_path', 'DigestCache', 'ProvenanceVerifier', 'cmd_verify']
 
-# %% ../../nbs/10_verifier.ipynb #9f1939f3
+# %% ../../nbs/10_verifier.ipynb #c89f1a4f
 import json
 import os
 import time
@@ -22,7 +22,7 @@ from .errors import (CorruptedDataError, HashMismatchError, MissingComponentErro
                                              ProvenanceError, SignatureError)
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_component
 
-# %% ../../nbs/10_verifier.ipynb #a58a7d34
+# %% ../../nbs/10_verifier.ipynb #95af0392
 class _Result:
     def __getitem__(self, k):
         try: return getattr(self, k)
@@ -70,7 +70,7 @@ class ComponentResult(_Result):
     actual_hash:str=""
     def __repr__(self): return f"ComponentResult({self.component}: {'valid' if self.is_valid else 'INVALID: ' + self.reason})"
 
-# %% ../../nbs/10_verifier.ipynb #d1aecedd
+# %% ../../nbs/10_verifier.ipynb #12ce8ff5
 def default_cache_path() -> Path:
     "`$ML_PROVENANCE_CACHE`, else `$XDG_CACHE_HOME/ml_provenance/digests.json` (default `~/.cache`)."
     if p := os.environ.get("ML_PROVENANCE_CACHE"): return Path(p)
@@ -124,7 +124,7 @@ class DigestCache:
 
     def __repr__(self): return f"DigestCache({self.path}, {len(self.files)} files, hits={self.hits}, misses={self.misses})"
 
-# %% ../../nbs/10_verifier.ipynb #d3e9fb7b
+# %% ../../nbs/10_verifier.ipynb #a0741354
 UNSIGNED_NOTE = ("UNSIGNED provenance: this detects accidental corruption only; whoever can change the model can "
                  "also rewrite an unsigned record. Sign the root (`ml-provenance sign`) and verify with --public-key.")
 DEFAULT_ALLOWED_UPDATES = ("metrics", "safety", "system")
@@ -141,7 +141,7 @@ def _changed_files(old:dict|None, new:dict) -> tuple:
     dig = lambda d, k: (d[k].get("digest") or d[k].get("leaves_digest")) if isinstance(d.get(k), dict) else None
     return tuple(sorted(k for k in set(old) | set(new) if dig(old, k) != dig(new, k)))
 
-# %% ../../nbs/10_verifier.ipynb #ca4e1017
+# %% ../../nbs/10_verifier.ipynb #45d1d946
 class ProvenanceVerifier:
     "Verify model directories against provenance documents: whole model, one component, or an update."
     def __init__(self,
@@ -170,7 +170,7 @@ class ProvenanceVerifier:
 
 MerkleValidator = ProvenanceVerifier
 
-# %% ../../nbs/10_verifier.ipynb #55919fa9
+# %% ../../nbs/10_verifier.ipynb #b609aea4
 def _load(self, provenance_path) -> dict:
     "Read a provenance document (decrypting if needed); malformed input raises typed errors only."
     from ml_provenance.provenance.store import load_provenance
@@ -196,7 +196,7 @@ def _signature_note(self, doc:dict, root:str) -> str:
 
 ProvenanceVerifier.load, ProvenanceVerifier.recorded_tree, ProvenanceVerifier.signature_note = _load, _recorded, _signature_note
 
-# %% ../../nbs/10_verifier.ipynb #229c9526
+# %% ../../nbs/10_verifier.ipynb #a3dd86ce
 def _raise_on_difference(self, recorded:MLProvenanceMerkleTree, current:MLProvenanceMerkleTree, where:str):
     "Raise `MissingComponentError` / `HashMismatchError` for the first difference, if any."
     d = recorded.diff(current)
@@ -217,7 +217,7 @@ def _scan(self, model_path, algorithm:str, use_cache:bool=False):
 
 ProvenanceVerifier._raise_on_difference, ProvenanceVerifier._scan = _raise_on_difference, _scan
 
-# %% ../../nbs/10_verifier.ipynb #b50e568f
+# %% ../../nbs/10_verifier.ipynb #7a877747
 def _attempt(self, kind:str, model_path, fn):
     "Rate-limit, run, and log one validation attempt."
     if self.rate_limiter is not None: self.rate_limiter.acquire()
@@ -248,7 +248,7 @@ def _validate_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier._attempt, ProvenanceVerifier.validate_model = _attempt, _validate_model
 
-# %% ../../nbs/10_verifier.ipynb #8f73c090
+# %% ../../nbs/10_verifier.ipynb #b42832d3
 def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
     "First check of a model: a result (never an exception for tampering) with `model_id`, `timestamp`, `errors`."
     try: return self.validate_model(model_path, provenance_path)
@@ -257,7 +257,7 @@ def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier.validate_new_model = _validate_new_model
 
-# %% ../../nbs/10_verifier.ipynb #63e46926
+# %% ../../nbs/10_verifier.ipynb #2d6aa7cf
 def _previous(self, previous_hash) -> tuple:
     "The previous tree (and its file records) from a provenance path or a root."
     if isinstance(previous_hash, os.PathLike) or (isinstance(previous_hash, str) and Path(previous_hash).is_file()):
@@ -295,7 +295,7 @@ def _validate_update(self, model_path, previous_hash) -> UpdateResult:
 
 ProvenanceVerifier._previous, ProvenanceVerifier.validate_update = _previous, _validate_update
 
-# %% ../../nbs/10_verifier.ipynb #fb26b2b8
+# %% ../../nbs/10_verifier.ipynb #1025dc81
 def _locate(self, model_path, provenance_path=None) -> Path:
     "The provenance for `model_path`: explicit, the verifier's default, or `<run>/../../provenance/latest.json`."
     for p in (provenance_path, self.provenance_path):
@@ -322,7 +322,8 @@ def _validate_component(self, model_path, component:str, provenance_path=None) -
         if c in part.absent: reason = "no files now (component absent)"
         elif c == "weights" and (t := _culprit(rec.diff(part)["tensors"])): reason = f"tensor '{t}' changed"
         else:
-            files = {k: v for k, v in (doc["merkle"].get("files") or {}).items() if isinstance(v, dict) and v.get("component") == c}
+            rf = doc["merkle"].get("files")
+            files = {k: v for k, v in rf.items() if isinstance(v, dict) and v.get("component") == c} if isinstance(rf, dict) else {}
             ch = _changed_files(files, scan.files) if files else ()
             reason = f"hash mismatch{' in ' + ', '.join(ch) if ch else ''}: expected {exp}, got {act}"
         return ComponentResult(False, c, reason, exp, act)
@@ -330,7 +331,7 @@ def _validate_component(self, model_path, component:str, provenance_path=None) -
 
 ProvenanceVerifier._locate, ProvenanceVerifier.validate_component = _locate, _validate_component
 
-# %% ../../nbs/10_verifier.ipynb #1da8b8c6
+# %% ../../nbs/10_verifier.ipynb #6579ffd4
 def _one_line(s:str) -> str: return " ".join(str(s).split())
 
 def cmd_verify(args) -> int:

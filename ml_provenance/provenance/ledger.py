@@ -9,12 +9,13 @@ __all__ = ['EVENT_TYPES', 'GENESIS', 'RECORDS', 'STORE_NAME', 'FORMAT', 'canonic
            'TrainingRecord', 'DatasetRecord', 'EvaluationRecord', 'PredictionRecord', 'DeploymentRecord', 'Event',
            'VerifyResult', 'Ledger', 'cmd_ledger']
 
-# %% ../../nbs/05_ledger.ipynb #f08619ac
+# %% ../../nbs/05_ledger.ipynb #82286eae
 import datetime as _dt
 import hashlib
 import json
 import math
 import numbers
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -22,10 +23,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from .errors import LedgerError
 
-# %% ../../nbs/05_ledger.ipynb #4aa202c4
+# %% ../../nbs/05_ledger.ipynb #69c2d8b0
 def _canon(v, where:str="$"):
     "Normalise `v` to plain JSON types or raise `LedgerError` naming where the bad value is."
-    if v is None or isinstance(v, (bool, str)): return v
+    t = type(v)
+    if t is str or t is int or t is bool or v is None: return v  # fast path for the common exact types
+    if t is float and math.isfinite(v): return v
+    if isinstance(v, (bool, str)): return v
     if isinstance(v, numbers.Integral): return int(v)
     if isinstance(v, numbers.Real):
         f = float(v)
@@ -48,9 +52,10 @@ def canonical_json(obj) -> bytes:
     except UnicodeEncodeError as e: raise LedgerError(f"string is not valid Unicode text ({e.reason})") from None
     except RecursionError: raise LedgerError("value is nested too deeply") from None
 
-# %% ../../nbs/05_ledger.ipynb #2466d345
+# %% ../../nbs/05_ledger.ipynb #a51526c0
 EVENT_TYPES = ("training", "dataset", "evaluation", "prediction", "deployment")
 GENESIS = "0" * 64
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EVENT_TAG, _LINK_TAG = b"ml_provenance/ledger/event/v1\n", b"ml_provenance/ledger/link/v1\n"
 
 def _parents(p, required:bool=False) -> list[str]:
@@ -63,7 +68,7 @@ def _parents(p, required:bool=False) -> list[str]:
         raise LedgerError(f"parent_id must be a hash or a list of hashes, not {type(p).__name__}")
     out = set()
     for x in items:
-        if not (isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdefABCDEF" for c in x)):
+        if not (isinstance(x, str) and _HEX64.fullmatch(x)):
             raise LedgerError(f"parent {x!r} is not a SHA-256 hex digest (64 hex characters)")
         out.add(x.lower())
     return sorted(out)
@@ -89,7 +94,7 @@ def link_hash(seq:int, # position in the ledger, from 1
     body = canonical_json({"hash": hash, "prev": prev, "recorded_at": recorded_at, "seq": seq})
     return hashlib.sha256(_LINK_TAG + body).hexdigest()
 
-# %% ../../nbs/05_ledger.ipynb #1b0b8c9a
+# %% ../../nbs/05_ledger.ipynb #8c528f7a
 def _need(rec, name:str, ok:bool, what:str):
     if not ok: raise LedgerError(f"{type(rec).__name__}.{name} must be {what}, got {getattr(rec, name)!r:.80}")
 
@@ -168,7 +173,7 @@ class DeploymentRecord:
 RECORDS = {"training": TrainingRecord, "dataset": DatasetRecord, "evaluation": EvaluationRecord,
            "prediction": PredictionRecord, "deployment": DeploymentRecord}
 
-# %% ../../nbs/05_ledger.ipynb #492935d1
+# %% ../../nbs/05_ledger.ipynb #e91f28e3
 def _short(h): return (h or "")[:12]
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ class VerifyResult:
         return f"VerifyResult(BROKEN at #{self.first_bad_seq} {_short(self.first_bad)}: {self.reason})"
     def _repr_markdown_(self): return ("✅ " if self.ok else "❌ ") + repr(self)
 
-# %% ../../nbs/05_ledger.ipynb #cdf15ddc
+# %% ../../nbs/05_ledger.ipynb #db57588f
 STORE_NAME, FORMAT = "ledger.sqlite", "ml_provenance.ledger/1"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -239,7 +244,7 @@ def _row_problem(row, prev_link:str|None, parent_seq:dict) -> str|None:
         if parent_seq.get(p, seq) >= seq: return f"parent {_short(p)} is not an earlier event (unknown, or a cycle)"
     return None
 
-# %% ../../nbs/05_ledger.ipynb #d670db53
+# %% ../../nbs/05_ledger.ipynb #8e1d5a5b
 class Ledger:
     "Append-only lifecycle DAG stored in `<path>/ledger.sqlite`; reopening verifies it."
     def __init__(self,
@@ -310,7 +315,7 @@ def _on_ledger(f):
     setattr(Ledger, name, f)
     return f
 
-# %% ../../nbs/05_ledger.ipynb #e6943e0e
+# %% ../../nbs/05_ledger.ipynb #9197e9e5
 @_on_ledger
 def _ledger__append(self, type:str, payload:dict, parents:list[str]) -> str:
     pj = canonical_json(payload)
@@ -380,7 +385,7 @@ def _ledger_batch(self):
     "Context manager: appends inside share one transaction (one fsync; all or nothing)."
     with self._sql(), self._write(): yield self
 
-# %% ../../nbs/05_ledger.ipynb #2578e997
+# %% ../../nbs/05_ledger.ipynb #e3b9e14c
 def _event(row) -> Event:
     seq, h, t, pj, parj, ts, prev, link = row
     try: return Event(h, t, json.loads(pj), tuple(json.loads(parj)), seq, ts, prev, link)
@@ -447,18 +452,18 @@ def _ledger_trace(self, h:str) -> list[Event]:
     if problem: raise LedgerError(f"cannot trace {_short(h)}: event #{problem[0]} {problem[1]}: {problem[2]}; run verify")
     return [_event(r) for r in rows]
 
-# %% ../../nbs/05_ledger.ipynb #468b230e
+# %% ../../nbs/05_ledger.ipynb #978f14ae
 @_on_ledger
 def _ledger_verify(self, h:str|None=None) -> VerifyResult:
     "Re-derive every hash (of the whole ledger, or of `h`'s trace) and report the first broken event."
     with self._sql():
         if h is None: return self._verify_all()
         rows, problem = self._walk(h)
-        bad = [problem] if problem else []
+        bad, seqs = ([problem] if problem else []), {r[1]: r[0] for r in rows}
         for row in rows:
             pl = self._db.execute("SELECT link FROM events WHERE seq=?", (row[0] - 1,)).fetchone()
             prev = GENESIS if row[0] == 1 else (pl[0] if pl else "(missing row)")
-            why = _row_problem(row, prev, {r[1]: r[0] for r in rows})
+            why = _row_problem(row, prev, seqs)
             if why: bad.append((row[0], row[1], why))
         return _result(len(rows), bad, self.head())
 
@@ -487,7 +492,7 @@ def _result(n, bad, head):
     seq, h, why = min(bad)
     return VerifyResult(False, n, h, seq, why, head)
 
-# %% ../../nbs/05_ledger.ipynb #5a6d8928
+# %% ../../nbs/05_ledger.ipynb #511f7274
 _COLORS = {"training": "tab:blue", "dataset": "tab:green", "evaluation": "tab:orange",
            "prediction": "tab:purple", "deployment": "tab:red"}
 
@@ -524,7 +529,7 @@ def _ledger_plot(self,
     plt.close(fig)
     return fig
 
-# %% ../../nbs/05_ledger.ipynb #0ce983c1
+# %% ../../nbs/05_ledger.ipynb #e98b6421
 def _line(e:Event) -> str:
     return f"#{e.seq:<5} {e.hash[:16]}  {e.type:<10}  <- {', '.join(p[:16] for p in e.parents) or '(root)'}"
 

@@ -19,27 +19,19 @@ from safetensors.numpy import load_file, save_file
 from ml_provenance.provenance import attest, audit, encryption, signing
 from ml_provenance.provenance.errors import (DecryptionError, KeyFileError, ProvenanceError, RateLimitError,
                                              SignatureError)
-from ml_provenance.provenance.merkle_tree import MLProvenanceMerkleTree, canonical_json
+from ml_provenance.provenance.capture import capture_provenance
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------- a small real model directory and its provenance
-def _tensor_leaf(name, arr):
-    return canonical_json({"name": name, "dtype": str(arr.dtype), "shape": list(arr.shape),
-                           "sha256": hashlib.sha256(arr.tobytes()).hexdigest()})
-
-
 def _provenance(model_dir):
-    "Provenance of `model_dir` as an honest recorder (or an attacker with the same code) would compute it."
-    tensors = load_file(str(model_dir / "model.safetensors"))
-    cfg = (model_dir / "config.json").read_bytes()
-    tree = MLProvenanceMerkleTree({"config": cfg}, tensors={n: _tensor_leaf(n, a) for n, a in tensors.items()})
-    files = {p.name: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir())}
-    return {"version": "20260101T000000Z-0001", "model_path": str(model_dir),
-            "model_provenance": {"architecture": {"name": "tiny", "total_parameters": 48}},
-            "merkle": {**tree.to_dict(), "files": files}}
+    "Provenance of `model_dir` as the recorder computes it (and as an attacker with the same code can recompute it)."
+    return capture_provenance(model_dir, training_provenance={"config": {"epochs": 1}, "metrics": {"train_loss": 1.5}},
+                              data_provenance={"train": {"samples": 3, "statistics": {"mean": 4.0}}},
+                              safety_metrics={"passed_checks": 9, "total_checks": 10, "content_warnings": 0,
+                                              "failed_checks": 1})
 
 
 @pytest.fixture()
@@ -49,7 +41,8 @@ def model_dir(tmp_path):
     rng = np.random.default_rng(0)
     save_file({"wte.weight": rng.standard_normal((8, 4)).astype(np.float32),
                "ln_f.bias": np.zeros(16, np.float32)}, str(d / "model.safetensors"))
-    (d / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 4}))
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 4, "n_head": 1,
+                                               "vocab_size": 8}))
     return d
 
 
@@ -249,18 +242,16 @@ def test_token_bucket_with_injected_clock():
 
 
 # ---------------------------------------------------------------- attestations
-def test_exports_of_a_real_provenance(model_dir, keys):
+def test_exports_of_a_captured_provenance(model_dir, keys):
     doc = _provenance(model_dir)
     doc["signature"] = signing.sign_root(doc["merkle"]["root"], keys[0])
-    doc.update({"data_provenance": {"train": {"samples": 3}}, "training_provenance": {"config": {"epochs": 1},
-                "metrics": {"train_loss": 1.5}}, "system": {"python": "3.11"},
-                "safety_metrics": {"passed_checks": 9, "total_checks": 10, "content_warnings": 0, "failed_checks": 1}})
     st_ = attest.to_in_toto(doc)
     assert st_["_type"] == "https://in-toto.io/Statement/v1" and st_["predicateType"]
     names = {s["name"]: s["digest"] for s in st_["subject"]}
-    want_w = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
-    assert names["model.safetensors"] == {"sha256": want_w}
-    assert names["tiny#merkle-root"] == {"sha256": doc["merkle"]["root"]}
+    for f in ("config.json", "metrics.json", "data_provenance.json"):  # real file hashes, checkable with sha256sum
+        assert names[f] == {"sha256": hashlib.sha256((model_dir / f).read_bytes()).hexdigest()}, f
+    assert list(names["model.safetensors"]) == ["ml_provenance-tensor-leaves-sha256"]
+    assert names["gpt2#merkle-root"] == {"sha256": doc["merkle"]["root"]}
     slsa = attest.to_slsa(doc)
     p = slsa["predicate"]
     assert slsa["predicateType"] == "https://slsa.dev/provenance/v1"
@@ -356,3 +347,37 @@ def test_cli_keygen_writes_a_usable_pair_and_refuses_overwrite(tmp_path, capsys)
     assert signing.verify_root_signature("ab" * 32, sig, pub).pinned
     assert run(["keygen", "--out-dir", str(tmp_path), "--name", "ci"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_cli_record_sign_verify_export_encrypted(model_dir, keys, tmp_path, capsys, monkeypatch):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.store import load_provenance
+    monkeypatch.delenv("ML_PROVENANCE_KEY", raising=False)
+    priv, pub = keys
+    kf = encryption.generate_key_file(tmp_path / "aes.key")
+    prov = tmp_path / "prov.json"
+    enc = ["--key-file", str(kf)]
+    assert run(["record", "--model-path", str(model_dir), "--provenance-path", str(prov), *enc]) == 0
+    assert encryption.is_encrypted(prov.read_bytes())
+    assert run(["sign", "--provenance-path", str(prov), "--key", str(priv), *enc]) == 0
+    assert encryption.is_encrypted(prov.read_bytes())  # still encrypted after signing
+    doc = load_provenance(prov, key_file=kf)
+    assert signing.verify_root_signature(doc["merkle"]["root"], doc["signature"], pub).pinned
+    verify = ["verify", "--model-path", str(model_dir), "--provenance-path", str(prov), "--require-signature",
+              "--public-key", str(pub), *enc]
+    assert run(verify) == 0
+    out = tmp_path / "bom.json"
+    assert run(["export", "--provenance-path", str(prov), "--format", "cyclonedx", "--output", str(out), *enc]) == 0
+    assert json.loads(out.read_text())["metadata"]["component"]["hashes"][0]["content"] == doc["merkle"]["root"]
+    capsys.readouterr()
+    assert run(["export", "--provenance-path", str(prov), "--format", "slsa", *enc]) == 0
+    assert json.loads(capsys.readouterr().out)["predicateType"] == "https://slsa.dev/provenance/v1"
+    # without the key: one clear line, exit 2
+    assert run(["sign", "--provenance-path", str(prov), "--key", str(priv)]) == 2
+    assert "encrypted" in capsys.readouterr().err
+    # a forged, re-signed document fails the pinned verification through the CLI too
+    doc["merkle"]["root"] = "0" * 64
+    doc["signature"] = signing.sign_root(doc["merkle"]["root"], Ed25519PrivateKey.generate())
+    from ml_provenance.provenance.store import save_provenance_file
+    save_provenance_file(doc, prov, key_file=kf)
+    assert run(verify) != 0

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/attest.html.md"""
 __all__ = ['IN_TOTO_STATEMENT', 'SLSA_PROVENANCE', 'PROJECT_URI', 'ML_PREDICATE', 'BUILD_TYPE', 'EXPORTERS', 'model_files',
            'to_in_toto', 'to_slsa', 'to_cyclonedx', 'cmd_export']
 
-# %% ../../nbs/11_attest.ipynb #5a90b2a6
+# %% ../../nbs/11_attest.ipynb #58bb356c
 import hashlib
 import json
 import re
@@ -17,14 +17,14 @@ from pathlib import Path
 
 from .errors import CorruptedDataError, MissingComponentError
 
-# %% ../../nbs/11_attest.ipynb #08556371
+# %% ../../nbs/11_attest.ipynb #6e4b4bc7
 IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 PROJECT_URI = "https://github.com/mlprov/ml_provenance"
 ML_PREDICATE = f"{PROJECT_URI}/provenance/v1"  # our own predicate type for the plain in-toto export
 BUILD_TYPE = f"{PROJECT_URI}/training/v1"
 
-# %% ../../nbs/11_attest.ipynb #8f2d1b78
+# %% ../../nbs/11_attest.ipynb #cb1ca2f8
 _HEXRE = re.compile(r"[0-9a-f]{32,128}")
 
 def _digest(value, where:str, default_algo:str="sha256") -> tuple[str, str]:
@@ -46,15 +46,22 @@ def _merkle(doc) -> dict:
     if not isinstance(m, dict) or not m.get("root"): raise MissingComponentError("merkle.root", "attestation export")
     return m
 
+def _file_digest(d, where:str, algo:str) -> tuple[str, str, str]:
+    if isinstance(d, dict) and "digest" not in d and "leaves_digest" in d:
+        return (*_digest(d["leaves_digest"], where, algo), "tensor-leaves")
+    return (*_digest(d, where, algo), "file")
+
 def model_files(doc:dict, # a provenance document
-                ) -> dict[str, tuple[str, str]]:
-    "`{relative path: (algorithm, hex)}` of the model files recorded in `merkle.files`."
+                ) -> dict[str, tuple[str, str, str]]:
+    "`{relative path: (algorithm, hex, 'file' | 'tensor-leaves')}` of the files recorded in `merkle.files`."
     m = _merkle(doc)
     algo, files = m.get("algorithm", "sha256"), m.get("files") or {}
-    if isinstance(files, list):  # [{"path"/"name": ..., "digest"/...: ...}]
-        files = {f.get("path") or f.get("name"): f for f in files if isinstance(f, dict)}
     if not isinstance(files, dict): raise CorruptedDataError("merkle.files", "expected a mapping of path to digest")
-    return {str(p): _digest(d, f"merkle.files[{p}]", algo) for p, d in sorted(files.items()) if p}
+    return {str(p): _file_digest(d, f"merkle.files[{p}]", algo) for p, d in sorted(files.items())}
+
+def _present(v) -> bool:
+    "A section that was recorded (capture writes `{'absent': True}` for a missing one)."
+    return isinstance(v, dict) and v != {"absent": True}
 
 def _canon_digest(obj) -> str:
     "SHA-256 hex of canonical JSON (sorted keys, compact, UTF-8): how we digest a document section."
@@ -65,10 +72,11 @@ def _model_name(doc:dict) -> str:
     arch = ((doc.get("model_provenance") or {}).get("architecture") or {})
     return str(arch.get("name") or Path(str(doc.get("model_path") or "model")).name or "model")
 
-# %% ../../nbs/11_attest.ipynb #f6982f1a
+# %% ../../nbs/11_attest.ipynb #621f1f3f
 def _subjects(doc:dict) -> list[dict]:
     m, name = _merkle(doc), _model_name(doc)
-    subj = [{"name": p, "digest": {a: hx}} for p, (a, hx) in model_files(doc).items()]
+    subj = [{"name": p, "digest": {a if kind == "file" else f"ml_provenance-tensor-leaves-{a}": hx}}
+            for p, (a, hx, kind) in model_files(doc).items()]
     a, hx = _digest(m["root"], "merkle.root", m.get("algorithm", "sha256"))
     subj.append({"name": f"{name}#merkle-root", "digest": {a: hx},
                  "annotations": {"ml_provenance.kind": "RFC 9162 Merkle tree root over the model components"}})
@@ -86,13 +94,14 @@ def to_in_toto(doc:dict, # provenance document
     if isinstance(doc.get("signature"), dict): pred["signature"] = doc["signature"]
     return _statement(doc, ML_PREDICATE, pred)
 
-# %% ../../nbs/11_attest.ipynb #6dff89e1
+# %% ../../nbs/11_attest.ipynb #b452841d
 _DATA_HASH_KEYS = ("content_hash", "sha256", "hash", "digest", "checksum")
 
 def _datasets(doc:dict) -> list[dict]:
     algo = (doc.get("merkle") or {}).get("algorithm", "sha256")
     out = []
-    for split, rec in sorted((doc.get("data_provenance") or {}).items()):
+    dp = doc.get("data_provenance")
+    for split, rec in sorted(dp.items() if _present(dp) else []):
         if not isinstance(rec, dict): continue
         key = next((k for k in _DATA_HASH_KEYS if rec.get(k)), None)
         if key:
@@ -110,7 +119,7 @@ def _byproducts(doc:dict) -> list[dict]:
                 "safety_metrics": doc.get("safety_metrics"), "safety_config": doc.get("safety_config")}
     return [{"name": f"{n}.json", "digest": {"sha256": _canon_digest(v)}, "mediaType": "application/json",
              "annotations": {"digestOf": f"canonical JSON (sorted keys, compact, UTF-8) of provenance {n}"}}
-            for n, v in sections.items() if v is not None]
+            for n, v in sections.items() if _present(v)]
 
 def to_slsa(doc:dict, # provenance document
             ) -> dict:
@@ -119,8 +128,8 @@ def to_slsa(doc:dict, # provenance document
     arch = (doc.get("model_provenance") or {}).get("architecture") or {}
     ext = {"training": (doc.get("training_provenance") or {}).get("config") or {},
            "model": {k: arch[k] for k in ("name", "total_parameters") if k in arch}}
-    if doc.get("safety_config") is not None: ext["safety_config"] = doc["safety_config"]
-    system = doc.get("system") or {}
+    if _present(doc.get("safety_config")): ext["safety_config"] = doc["safety_config"]
+    system = doc.get("system") if _present(doc.get("system")) else {}
     from ml_provenance import __version__
     version = {"ml_provenance": str(__version__),
                **{str(k): str(v) for k, v in sorted(system.items()) if isinstance(v, (str, int, float, bool))}}
@@ -133,7 +142,7 @@ def to_slsa(doc:dict, # provenance document
                            "byproducts": _byproducts(doc)}}
     return _statement(doc, SLSA_PROVENANCE, pred)
 
-# %% ../../nbs/11_attest.ipynb #e7ac3b13
+# %% ../../nbs/11_attest.ipynb #1833e7c9
 _CDX_ALG = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512", "sha3_256": "SHA3-256",
             "sha3_512": "SHA3-512", "blake2b": "BLAKE2b-512", "blake3": "BLAKE3"}
 
@@ -148,21 +157,27 @@ def to_cyclonedx(doc:dict, # provenance document
     "A CycloneDX 1.6 JSON ML-BOM for the model described by `doc`."
     m, name = _merkle(doc), _model_name(doc)
     ra, rhx = _digest(m["root"], "merkle.root", m.get("algorithm", "sha256"))
-    files = [{"type": "file", "bom-ref": f"file:{p}", "name": p, "hashes": [_cdx_hash(a, hx, f"merkle.files[{p}]")]}
-             for p, (a, hx) in model_files(doc).items()]
+    files = []
+    for p, (a, hx, kind) in model_files(doc).items():
+        f = {"type": "file", "bom-ref": f"file:{p}", "name": p}
+        if kind == "file": f["hashes"] = [_cdx_hash(a, hx, f"merkle.files[{p}]")]
+        else: f["properties"] = [{"name": "ml_provenance:tensor_leaves_digest", "value": f"{a}:{hx}"}]
+        files.append(f)
+    dp = doc.get("data_provenance")
     data = [{"type": "data", "bom-ref": f"dataset:{split}", "name": f"dataset/{split}",
              "properties": [{"name": f"ml_provenance:{k}", "value": _scalar(v)} for k, v in sorted(rec.items())]}
-            for split, rec in sorted((doc.get("data_provenance") or {}).items()) if isinstance(rec, dict)]
+            for split, rec in sorted(dp.items() if _present(dp) else []) if isinstance(rec, dict)]
     arch = (doc.get("model_provenance") or {}).get("architecture") or {}
-    metrics = (doc.get("training_provenance") or {}).get("metrics") or {}
+    metrics = (doc.get("training_provenance") or {}).get("metrics")
+    metrics = metrics if _present(metrics) else {}
     card = {"modelParameters": {"task": "text-generation", "architectureFamily": "transformer",
                                 "modelArchitecture": str(arch.get("name") or name),
                                 "datasets": [{"ref": d["bom-ref"]} for d in data]},
             "quantitativeAnalysis": {"performanceMetrics": [
                 {"type": str(k), "value": _scalar(v)} for k, v in sorted(metrics.items())
                 if isinstance(v, (int, float, str))]}}
-    sm = doc.get("safety_metrics") or {}
-    if sm:
+    sm = doc.get("safety_metrics")
+    if _present(sm):
         card["considerations"] = {"ethicalConsiderations": [{"name": "safety checks", "mitigationStrategy":
             f"{sm.get('passed_checks', '?')}/{sm.get('total_checks', '?')} safety checks passed, "
             f"{sm.get('content_warnings', '?')} content warnings"}]}
@@ -181,7 +196,7 @@ def to_cyclonedx(doc:dict, # provenance document
                          "component": model},
             "components": data}
 
-# %% ../../nbs/11_attest.ipynb #61899ac7
+# %% ../../nbs/11_attest.ipynb #43097f6b
 EXPORTERS = {"in-toto": to_in_toto, "slsa": to_slsa, "cyclonedx": to_cyclonedx}
 
 def cmd_export(args) -> int:

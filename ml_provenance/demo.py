@@ -7,7 +7,7 @@ Docs: https://mlprov.github.io/ml_provenance/demo.html.md"""
 # %% auto #0
 __all__ = ['DEMO_TEXT', 'build_demo_model', 'DemoResult', 'run_demo', 'cmd_demo']
 
-# %% ../nbs/12_demo.ipynb #de4dbd49
+# %% ../nbs/12_demo.ipynb #eff3520a
 import os
 import shutil
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .provenance.errors import HashMismatchError, ProvenanceError
 
-# %% ../nbs/12_demo.ipynb #526ad727
+# %% ../nbs/12_demo.ipynb #7a44851b
 DEMO_TEXT = ["Provenance records what a model was made from.", "A Merkle root commits to every tensor.",
              "One flipped byte changes the root.", "Safety checks screen inputs and outputs.",
              "Tiny models train in seconds on a laptop."] * 4
@@ -48,7 +48,7 @@ def build_demo_model(model_dir:str|os.PathLike, # where to `save_pretrained` (cr
     tok.save_pretrained(model_dir)
     return model
 
-# %% ../nbs/12_demo.ipynb #a8991b7b
+# %% ../nbs/12_demo.ipynb #81bbee23
 @dataclass(frozen=True)
 class DemoResult:
     "What the demo did: paths, root, tensor count, whether the clean model verified, and what the tamper check named."
@@ -83,7 +83,7 @@ def _flip_in_tensor(model_file:Path, tensor:str) -> int:
         f.seek(off); f.write(bytes([byte ^ 0xFF]))
     return off
 
-# %% ../nbs/12_demo.ipynb #1a77aab2
+# %% ../nbs/12_demo.ipynb #7dcd6908
 def run_demo(output_dir:str|os.PathLike="artifacts", # runs write here: models/demo/, provenance/
              seed:int=0, # random-init seed
              tensor:str="transformer.h.0.attn.c_attn.weight", # tensor of the copy to tamper with
@@ -113,7 +113,7 @@ def run_demo(output_dir:str|os.PathLike="artifacts", # runs write here: models/d
                       sum(1 for t in doc["merkle"]["tensors"] if not t.endswith("#header")), ok.is_valid, str(copy),
                       comp, tens, ok.note)
 
-# %% ../nbs/12_demo.ipynb #39a2c618
+# %% ../nbs/12_demo.ipynb #6c707c7f
 def cmd_demo(args) -> int:
     "`ml-provenance demo`: run the demo and print its summary; exit 1 if the tamper went unnoticed."
     from transformers.utils import logging as hf_logging

@@ -4,6 +4,7 @@ and never reads outside the model directory."""
 import copy
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -144,3 +145,15 @@ def test_the_unmutated_document_validates(model, tmp_path):
     v = ProvenanceVerifier(cache=False)
     assert v.validate_model(d, p).is_valid and v.validate_component(d, "weights", p).is_valid
     assert Tracker(tmp_path).verify_model_hash(Tracker().get_model_hash(d), str(p))
+
+
+@pytest.mark.parametrize("name,content", [("metrics.json", b'{"loss": 1.'), ("safety.json", b"[1, 2]"),
+                                          ("config.json", b'{"architectures": 5}'), ("system.json", b"\xff\xfe")])
+def test_damaged_component_files_in_capture_are_typed(model, tmp_path, name, content):
+    _, d, _ = model
+    m = tmp_path / "m"
+    shutil.copytree(d, m)
+    (m / name).write_bytes(content)
+    try: doc = capture_provenance(m, safety_metrics={"total_checks": 0})
+    except ProvenanceError: return
+    assert doc["merkle"]["files"][name]  # accepted (e.g. odd but valid JSON): still covered by the tree

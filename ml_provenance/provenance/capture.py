@@ -10,7 +10,7 @@ __all__ = ['TOKENIZER_FILES', 'NAMED_FILES', 'IGNORED_DIRS', 'DTYPE_BITS', 'MAX_
            'hash_safetensors', 'hash_model_file', 'ModelScan', 'scan_model', 'system_info', 'model_architecture',
            'write_component_files', 'capture_provenance', 'cmd_record']
 
-# %% ../../nbs/03_capture.ipynb #45bda409
+# %% ../../nbs/03_capture.ipynb #7d41f9ef
 import json
 import os
 import platform
@@ -27,7 +27,7 @@ from .errors import (CorruptedDataError, MissingComponentError, ProvenanceError,
 from .hash_config import CHUNK, Digest, HashConfig
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_json
 
-# %% ../../nbs/03_capture.ipynb #b1cfe1ac
+# %% ../../nbs/03_capture.ipynb #e82cce5c
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer.model", "vocab.txt")
 # top-level file name -> component; everything else (config.json, generation_config.json, training_config.json,
@@ -45,7 +45,7 @@ def component_of(relpath:str, # path relative to the model directory, `/`-separa
     if len(p.parts) == 1: return NAMED_FILES.get(p.name, "config")
     return "config"
 
-# %% ../../nbs/03_capture.ipynb #eb13113a
+# %% ../../nbs/03_capture.ipynb #03728d89
 def _inside(path:Path, root:Path) -> bool:
     return path == root or root in path.parents
 
@@ -62,7 +62,7 @@ def safe_path(root:str|os.PathLike, # model directory
     if not _inside(full, r): raise UnsafePathError(relpath, str(root))
     return full
 
-# %% ../../nbs/03_capture.ipynb #050b1640
+# %% ../../nbs/03_capture.ipynb #7c5600d4
 def list_model_files(model_dir:str|os.PathLike, # model directory
                     ) -> list[tuple[str, Path]]:
     "Sorted `(relpath, resolved path)` of every file of `model_dir`, checked to stay inside it."
@@ -88,7 +88,7 @@ def list_model_files(model_dir:str|os.PathLike, # model directory
             out.append((rel, Path(os.path.realpath(full))))
     return sorted(out)
 
-# %% ../../nbs/03_capture.ipynb #8d060acb
+# %% ../../nbs/03_capture.ipynb #a3734f80
 # bits per element (safetensors spec, incl. the float8/float6/float4 types of recent versions)
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
@@ -140,7 +140,7 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if pos != size - 8 - n: raise CorruptedDataError(name, f"data region is {size - 8 - n} bytes, tensors cover {pos}")
     return pre + raw, meta or {}, tensors
 
-# %% ../../nbs/03_capture.ipynb #c3c3951c
+# %% ../../nbs/03_capture.ipynb #9a39f7ae
 HEADER_SUFFIX = "#header"
 
 def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked to be inside the model dir)
@@ -169,7 +169,7 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     leaves[relpath + HEADER_SUFFIX] = canonical_json({"file": relpath, "header": hd, "metadata": meta})
     return leaves
 
-# %% ../../nbs/03_capture.ipynb #6a0c3ce3
+# %% ../../nbs/03_capture.ipynb #eaf3ddd6
 def _hash_plain(path:Path, cfg:HashConfig) -> str:
     h, buf = cfg.new(), bytearray(CHUNK)
     mv = memoryview(buf)
@@ -186,7 +186,7 @@ def hash_model_file(path:Path, # resolved file path
     leaves = {k: v.decode() for k, v in hash_safetensors(path, relpath, cfg).items()}
     return {"leaves_digest": str(Digest(cfg.algorithm, cfg.hash(canonical_json(leaves)).hex())), "leaves": leaves}
 
-# %% ../../nbs/03_capture.ipynb #c8e05a8c
+# %% ../../nbs/03_capture.ipynb #7f0d1a95
 class ModelScan:
     "Leaf data of a model directory: `components` (non-weights), `tensors`, per-file `files` records."
     def __init__(self, algorithm:str, components:dict, tensors:dict, files:dict):
@@ -222,7 +222,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     comps = {c: canonical_json(v) for c, v in per_comp.items()}
     return ModelScan(cfg.algorithm, comps, tensors, files)
 
-# %% ../../nbs/03_capture.ipynb #8edcf046
+# %% ../../nbs/03_capture.ipynb #3aaa42ab
 def _version(pkg:str) -> str|None:
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
@@ -255,7 +255,7 @@ def system_info(world_size:int=1, # number of training processes (distributed ru
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpus": _gpus(), "git_commit": _git_commit(),
             "world_size": int(world_size)}
 
-# %% ../../nbs/03_capture.ipynb #7a6e9405
+# %% ../../nbs/03_capture.ipynb #1a09ec63
 def _arch_from_model(model) -> dict:
     layers, seen = [], set()
     for name, m in model.named_modules():
@@ -288,7 +288,9 @@ def _arch_from_dir(model_dir) -> dict:
             g = groups.setdefault(mod or t, [[], 0])
             g[0].append(leaf or t); g[1] += n
     layers = [{"name": m, "type": "+".join(ps), "parameters": n} for m, (ps, n) in groups.items()]
-    name = (conf.get("architectures") or [conf.get("model_type") or Path(model_dir).name])[0]
+    archs = conf.get("architectures")
+    name = next((a for a in (archs if isinstance(archs, list) else [archs]) if isinstance(a, str) and a), None)
+    name = name or (conf.get("model_type") if isinstance(conf.get("model_type"), str) else None) or Path(model_dir).name
     return {"name": name, "layers": layers, "total_parameters": sum(x["parameters"] for x in layers)}
 
 def model_architecture(model_or_dir, # a transformers/torch model, or a model directory
@@ -298,7 +300,7 @@ def model_architecture(model_or_dir, # a transformers/torch model, or a model di
     if not hasattr(model_or_dir, "named_modules"): raise CorruptedDataError("model", f"not a model: {type(model_or_dir).__name__}")
     return _arch_from_model(model_or_dir)
 
-# %% ../../nbs/03_capture.ipynb #a76d3cf2
+# %% ../../nbs/03_capture.ipynb #dee9b88d
 from .store import atomic_write_json, new_version
 
 def _plain(x):
@@ -334,7 +336,7 @@ def write_component_files(model_dir:str|os.PathLike, # model directory (must exi
         out.append(COMPONENT_FILE_NAMES[k])
     return out
 
-# %% ../../nbs/03_capture.ipynb #c7e0f759
+# %% ../../nbs/03_capture.ipynb #31d3e54c
 ABSENT_SECTION = {"absent": True}
 
 def _section(files:dict, rel:str):
@@ -356,6 +358,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
     safety = None
     if safety_config is not None or safety_metrics is not None:
         old = _section(dict(list_model_files(model_dir)), "safety.json")
+        if not isinstance(old, dict): raise CorruptedDataError("safety.json", "not a JSON object")
         safety = {"config": safety_config if safety_config is not None else old.get("config", dict(ABSENT_SECTION)),
                   "metrics": safety_metrics if safety_metrics is not None else old.get("metrics", dict(ABSENT_SECTION))}
     write_component_files(model_dir, metrics=tp.get("metrics"), data=data_provenance, safety=safety,
@@ -377,7 +380,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
             "safety_config": sf.get("config", dict(ABSENT_SECTION)), "safety_metrics": sf.get("metrics", dict(ABSENT_SECTION)),
             "merkle": merkle}
 
-# %% ../../nbs/03_capture.ipynb #90051de8
+# %% ../../nbs/03_capture.ipynb #06dd9238
 def cmd_record(args) -> int:
     "`ml-provenance record --model-path DIR --provenance-path FILE`: capture and save provenance, print the root."
     doc = capture_provenance(args.model_path, algorithm=getattr(args, "algorithm", "sha256") or "sha256")

@@ -261,6 +261,18 @@ def test_exports_of_a_captured_provenance(model_dir, keys):
         assert rd["name"] and all(len(v) == 64 for v in rd["digest"].values())
     metrics = next(b for b in p["runDetails"]["byproducts"] if b["name"] == "metrics.json")
     assert metrics["digest"]["sha256"] == hashlib.sha256(b'{"train_loss":1.5}').hexdigest()
+    # the in-toto project's own protobuf schemas: strict parse (unknown fields fail) + the spec's validate()
+    json_format = pytest.importorskip("google.protobuf.json_format")
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+    from in_toto_attestation.v1 import statement_pb2
+    from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
+    from in_toto_attestation.v1.statement import Statement
+    for s in (st_, slsa):
+        Statement.copy_from_pb(json_format.Parse(json.dumps(s), statement_pb2.Statement())).validate()
+    pv = json_format.Parse(json.dumps(p), provenance_pb2.Provenance())
+    for rd in [*pv.build_definition.resolved_dependencies, *pv.run_details.byproducts]:
+        ResourceDescriptor.copy_from_pb(rd).validate()
+    assert pv.run_details.builder.id == attest.PROJECT_URI
     bom = attest.to_cyclonedx(doc)
     cdx = pytest.importorskip("cyclonedx.validation.json")
     from cyclonedx.schema import SchemaVersion

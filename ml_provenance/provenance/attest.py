@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/attest.html.md"""
 __all__ = ['IN_TOTO_STATEMENT', 'SLSA_PROVENANCE', 'PROJECT_URI', 'ML_PREDICATE', 'BUILD_TYPE', 'EXPORTERS', 'model_files',
            'to_in_toto', 'to_slsa', 'to_cyclonedx', 'cmd_export']
 
-# %% ../../nbs/11_attest.ipynb #58bb356c
+# %% ../../nbs/11_attest.ipynb #8ede3644
 import hashlib
 import json
 import re
@@ -17,14 +17,14 @@ from pathlib import Path
 
 from .errors import CorruptedDataError, MissingComponentError
 
-# %% ../../nbs/11_attest.ipynb #6e4b4bc7
+# %% ../../nbs/11_attest.ipynb #973539fb
 IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 PROJECT_URI = "https://github.com/mlprov/ml_provenance"
 ML_PREDICATE = f"{PROJECT_URI}/provenance/v1"  # our own predicate type for the plain in-toto export
 BUILD_TYPE = f"{PROJECT_URI}/training/v1"
 
-# %% ../../nbs/11_attest.ipynb #cb1ca2f8
+# %% ../../nbs/11_attest.ipynb #3e98deb7
 _HEXRE = re.compile(r"[0-9a-f]{32,128}")
 
 def _digest(value, where:str, default_algo:str="sha256") -> tuple[str, str]:
@@ -72,7 +72,7 @@ def _model_name(doc:dict) -> str:
     arch = ((doc.get("model_provenance") or {}).get("architecture") or {})
     return str(arch.get("name") or Path(str(doc.get("model_path") or "model")).name or "model")
 
-# %% ../../nbs/11_attest.ipynb #621f1f3f
+# %% ../../nbs/11_attest.ipynb #4af693d7
 def _subjects(doc:dict) -> list[dict]:
     m, name = _merkle(doc), _model_name(doc)
     subj = [{"name": p, "digest": {a if kind == "file" else f"ml_provenance-tensor-leaves-{a}": hx}}
@@ -94,7 +94,7 @@ def to_in_toto(doc:dict, # provenance document
     if isinstance(doc.get("signature"), dict): pred["signature"] = doc["signature"]
     return _statement(doc, ML_PREDICATE, pred)
 
-# %% ../../nbs/11_attest.ipynb #b452841d
+# %% ../../nbs/11_attest.ipynb #bb051826
 _DATA_HASH_KEYS = ("content_hash", "sha256", "hash", "digest", "checksum")
 
 def _datasets(doc:dict) -> list[dict]:
@@ -142,7 +142,7 @@ def to_slsa(doc:dict, # provenance document
                            "byproducts": _byproducts(doc)}}
     return _statement(doc, SLSA_PROVENANCE, pred)
 
-# %% ../../nbs/11_attest.ipynb #1833e7c9
+# %% ../../nbs/11_attest.ipynb #8a0c91b9
 _CDX_ALG = {"sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512", "sha3_256": "SHA3-256",
             "sha3_512": "SHA3-512", "blake2b": "BLAKE2b-512", "blake3": "BLAKE3"}
 
@@ -196,7 +196,7 @@ def to_cyclonedx(doc:dict, # provenance document
                          "component": model},
             "components": data}
 
-# %% ../../nbs/11_attest.ipynb #43097f6b
+# %% ../../nbs/11_attest.ipynb #6b376333
 EXPORTERS = {"in-toto": to_in_toto, "slsa": to_slsa, "cyclonedx": to_cyclonedx}
 
 def cmd_export(args) -> int:

@@ -9,7 +9,7 @@ __all__ = ['SECTION_KEYS', 'SafetyMetrics', 'method_of', 'record_check', 'add_wa
            'get_total_checks', 'get_pass_rate', 'get_warning_count', 'is_threshold_exceeded', 'update', 'breakdown',
            'history_frame', 'relative_drift', 'calculate_drift', 'to_dict', 'validate_section', 'from_dict']
 
-# %% ../../nbs/23_safety_metrics.ipynb #df3a3280
+# %% ../../nbs/23_safety_metrics.ipynb #52338c1a
 import math
 import threading
 from collections import Counter
@@ -19,12 +19,12 @@ import pandas as pd
 
 from ..provenance.errors import CorruptedDataError, MissingComponentError
 
-# %% ../../nbs/23_safety_metrics.ipynb #3ea10af4
+# %% ../../nbs/23_safety_metrics.ipynb #4f838c39
 SECTION_KEYS = ("content_warnings", "failed_checks", "passed_checks", "total_checks")
 
 def _utcnow() -> datetime: return datetime.now(timezone.utc)
 
-# %% ../../nbs/23_safety_metrics.ipynb #bc4d8cf1
+# %% ../../nbs/23_safety_metrics.ipynb #8757061a
 class SafetyMetrics:
     "Pass/fail counts per safety check, content warnings, and a time series of the pass rate."
     def __init__(self,
@@ -45,7 +45,7 @@ class SafetyMetrics:
         return (f"SafetyMetrics(passed={self.get_pass_count()}, failed={self.get_failure_count()}, "
                 f"pass_rate={self.get_pass_rate():.3f}, warnings={self._n_warnings})")
 
-# %% ../../nbs/23_safety_metrics.ipynb #2dea8bd8
+# %% ../../nbs/23_safety_metrics.ipynb #2b9b7c03
 def method_of(cls, classmethod_:bool=False):
     "Decorator attaching the function to `cls` (as a classmethod when asked)."
     def deco(f):
@@ -81,16 +81,16 @@ def add_warning(self,
         self.warning_kinds[str(warning)] += 1
         if snapshot: self._snapshot()
 
-# %% ../../nbs/23_safety_metrics.ipynb #8494dd74
+# %% ../../nbs/23_safety_metrics.ipynb #d7debab0
 @method_of(SafetyMetrics)
 def get_pass_count(self) -> int:
     "Number of passed checks."
-    return sum(p for p, _ in self.checks.values())
+    with self._lock: return sum(p for p, _ in self.checks.values())
 
 @method_of(SafetyMetrics)
 def get_failure_count(self) -> int:
     "Number of failed checks."
-    return sum(f for _, f in self.checks.values())
+    with self._lock: return sum(f for _, f in self.checks.values())
 
 @method_of(SafetyMetrics)
 def get_total_checks(self) -> int:
@@ -100,8 +100,9 @@ def get_total_checks(self) -> int:
 @method_of(SafetyMetrics)
 def get_pass_rate(self) -> float:
     "Passed / total checks; 1.0 when nothing has been checked yet."
-    total = self.get_total_checks()
-    return self.get_pass_count() / total if total else 1.0
+    with self._lock:  # one consistent snapshot while other threads record
+        total = self.get_total_checks()
+        return self.get_pass_count() / total if total else 1.0
 
 @method_of(SafetyMetrics)
 def get_warning_count(self) -> int:
@@ -113,7 +114,7 @@ def is_threshold_exceeded(self) -> bool:
     "Whether there are more content warnings than `warning_threshold`."
     return self._n_warnings > self.warning_threshold
 
-# %% ../../nbs/23_safety_metrics.ipynb #582fa26f
+# %% ../../nbs/23_safety_metrics.ipynb #2b699013
 def _get(result, key):
     try: return result[key]
     except (KeyError, TypeError, IndexError):
@@ -137,20 +138,22 @@ def update(self,
         for w in warnings or (): self.add_warning(w, snapshot=False)
         self._snapshot()
 
-# %% ../../nbs/23_safety_metrics.ipynb #699983db
+# %% ../../nbs/23_safety_metrics.ipynb #0b0d9509
 @method_of(SafetyMetrics)
 def breakdown(self) -> pd.DataFrame:
     "One row per check: passed, failed, total and pass rate."
+    with self._lock: items = sorted((n, tuple(c)) for n, c in self.checks.items())
     rows = [{"check": n, "passed": p, "failed": f, "total": p + f, "pass_rate": p / (p + f) if p + f else 1.0}
-            for n, (p, f) in sorted(self.checks.items())]
+            for n, (p, f) in items]
     return pd.DataFrame(rows, columns=["check", "passed", "failed", "total", "pass_rate"]).set_index("check")
 
 @method_of(SafetyMetrics)
 def history_frame(self) -> pd.DataFrame:
     "The time series: one row per recorded result, with timestamp, pass rate and warning count."
-    return pd.DataFrame(self.history, columns=["timestamp", "pass_rate", "warnings"])
+    with self._lock: rows = list(self.history)
+    return pd.DataFrame(rows, columns=["timestamp", "pass_rate", "warnings"])
 
-# %% ../../nbs/23_safety_metrics.ipynb #b30e1546
+# %% ../../nbs/23_safety_metrics.ipynb #3967e3b5
 def _number(d, k, where):
     if k not in d: raise MissingComponentError(k, f"drift calculation ({where} metrics)")
     v = d[k]
@@ -175,7 +178,7 @@ def calculate_drift(self,
     "Relative drift of each baseline metric."
     return relative_drift(baseline, current)
 
-# %% ../../nbs/23_safety_metrics.ipynb #907cdfcc
+# %% ../../nbs/23_safety_metrics.ipynb #913afe67
 @method_of(SafetyMetrics)
 def to_dict(self) -> dict:
     "The provenance `safety_metrics` section."

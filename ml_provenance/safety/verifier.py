@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_verifier.html.md"""
 __all__ = ['REQUIRED_CHECKS', 'verify_model_deployment', 'metric_reasons', 'SafetyReport', 'SafetyVerifier', 'verify_deployment',
            'SafetyValidationResult', 'SafetyValidator', 'cmd_verify_safety', 'SafetyVerificationError']
 
-# %% ../../nbs/24_safety_verifier.ipynb #9a63043e
+# %% ../../nbs/24_safety_verifier.ipynb #01b35d17
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,10 +20,10 @@ from .metrics import SafetyMetrics, validate_section
 
 _all_ = ["SafetyVerificationError"]  # re-exported: the seed raises it from this module
 
-# %% ../../nbs/24_safety_verifier.ipynb #cbfa04aa
+# %% ../../nbs/24_safety_verifier.ipynb #ec332e4d
 REQUIRED_CHECKS = ("age_rating", "content_filter", "sensitive_topics")
 
-# %% ../../nbs/24_safety_verifier.ipynb #26d292b0
+# %% ../../nbs/24_safety_verifier.ipynb #724f01e1
 def _count(m, k):
     if k not in m: raise MissingComponentError(f"safety_metrics.{k}", "safety verification")
     v = m[k]
@@ -45,7 +45,7 @@ def metric_reasons(metrics:dict, # a `safety_metrics` section (or a `SafetyMetri
     if "failed_checks" in metrics or "checks" in metrics: validate_section({"failed_checks": t - p, **metrics})
     reasons = []
     if t == 0: reasons.append("no safety checks recorded (total_checks is 0)")
-    elif p / t < min_pass_rate: reasons.append(f"Pass rate {p / t:.2%} below threshold {min_pass_rate:.0%}")
+    elif p / t < min_pass_rate: reasons.append(f"Pass rate {p / t:.2%} below threshold {min_pass_rate * 100:g}%")
     if w > max_content_warnings: reasons.append(f"Content warnings {w} exceed limit {max_content_warnings}")
     checks = metrics.get("checks")
     if checks is None:
@@ -55,7 +55,7 @@ def metric_reasons(metrics:dict, # a `safety_metrics` section (or a `SafetyMetri
                     if c not in checks or checks[c]["passed"] + checks[c]["failed"] == 0]
     return reasons
 
-# %% ../../nbs/24_safety_verifier.ipynb #ab2f57df
+# %% ../../nbs/24_safety_verifier.ipynb #5d0c67f5
 @dataclass(frozen=True)
 class SafetyReport:
     "Outcome of verifying one model: status, reasons, integrity and safety figures."
@@ -73,7 +73,7 @@ class SafetyReport:
     def __repr__(self): return f"SafetyReport({self.status}, pass_rate={self.pass_rate}, reasons={list(self.reasons)})"
     def _repr_markdown_(self): return f"**safety {self.status}**" + "".join(f"\n- {r}" for r in self.reasons)
 
-# %% ../../nbs/24_safety_verifier.ipynb #9016abb7
+# %% ../../nbs/24_safety_verifier.ipynb #358e9e9b
 class SafetyVerifier:
     "Pre-deployment safety rules, configurable thresholds, and a checker for runtime texts."
     def __init__(self,
@@ -113,7 +113,7 @@ class SafetyVerifier:
         "Screen one text with the safety checker (a `SafetyResult`)."
         return self.checker.check_input(text)
 
-# %% ../../nbs/24_safety_verifier.ipynb #4232c479
+# %% ../../nbs/24_safety_verifier.ipynb #97952d8a
 _INTEGRITY_FAILURES = (HashMismatchError, MissingComponentError, SignatureError, CorruptedDataError)
 
 def _load(provenance_path, key_file=None) -> dict:
@@ -141,7 +141,7 @@ def _integrity(model_path, provenance_path, public_key, require_signature, key_f
     except _INTEGRITY_FAILURES as e: return {"verified": False, "error": type(e).__name__}, [f"integrity: {e}"]
     return {"verified": True, "model_id": out["model_id"], "signature": out["note"]}, []
 
-# %% ../../nbs/24_safety_verifier.ipynb #8f0119e1
+# %% ../../nbs/24_safety_verifier.ipynb #29c729ee
 def _verify_model(self, model_path, # model directory (safetensors + config + safety.json)
                   provenance_path, # its provenance JSON
                   public_key=None, # trusted Ed25519 public key (PEM path) for the signature
@@ -170,7 +170,7 @@ def _verify_model(self, model_path, # model directory (safetensors + config + sa
 
 SafetyVerifier.verify_model = _verify_model
 
-# %% ../../nbs/24_safety_verifier.ipynb #44c19498
+# %% ../../nbs/24_safety_verifier.ipynb #5b4f9a82
 def verify_deployment(model_path, # model directory
                       provenance_path, # its provenance JSON
                       min_pass_rate:float=0.95, # lowest pass rate allowed
@@ -188,7 +188,7 @@ def verify_deployment(model_path, # model directory
 
 verify_model_deployment = verify_deployment
 
-# %% ../../nbs/24_safety_verifier.ipynb #2a03ed17
+# %% ../../nbs/24_safety_verifier.ipynb #e08b8bec
 @dataclass(frozen=True)
 class SafetyValidationResult:
     "Outcome of `SafetyValidator.verify_safety_metrics`."
@@ -231,7 +231,7 @@ class SafetyValidator:
         return SafetyValidationResult(not reasons, 100.0 * metrics["passed_checks"] / t if t else 0.0,
                                 t - metrics["passed_checks"], tuple(reasons))
 
-# %% ../../nbs/24_safety_verifier.ipynb #2a797345
+# %% ../../nbs/24_safety_verifier.ipynb #7f8cef6a
 def cmd_verify_safety(args) -> int:
     "`ml-provenance verify-safety`: integrity + safety gate; exit 0 passed, 1 failed."
     rep = SafetyVerifier(args.min_pass_rate, args.max_content_warnings).verify_model(

@@ -146,6 +146,20 @@ def test_verify_safety_cli_exit_codes(make_release, tmp_path, capsys):
     assert code == 2 and "fraction" in err
 
 
+def test_verify_safety_checks_the_signature(make_release, tmp_path, capsys):
+    md, prov = make_release(tmp_path)
+    keys = tmp_path / "keys"
+    assert run(["keygen", "--out-dir", str(keys), "--name", "release"]) == 0
+    assert run(["keygen", "--out-dir", str(keys), "--name", "other"]) == 0
+    assert run(["sign", "--provenance-path", str(prov), "--key", str(keys / "release.key")]) == 0
+    capsys.readouterr()
+    base = ["--model-path", md, "--provenance-path", prov, "--require-signature"]
+    code, out, _ = _cli(capsys, *base, "--public-key", keys / "release.pub", "--json")
+    assert code == 0 and "pinned key" in json.loads(out)["integrity"]["signature"]
+    code, out, _ = _cli(capsys, *base, "--public-key", keys / "other.pub")
+    assert code == 1 and "integrity:" in out and "trusted key" in out
+
+
 def test_verify_safety_fails_on_each_safety_rule(make_release, tmp_path, capsys):
     m = screened_metrics(SAFE_PROBES + UNSAFE).to_dict()
     del m["checks"]["sensitive_topics"]

@@ -7,14 +7,14 @@ Docs: https://mlprov.github.io/ml_provenance/training_callback.html.md"""
 # %% auto #0
 __all__ = ['ProvenanceCallback']
 
-# %% ../../nbs/33_training_callback.ipynb #542364b1
+# %% ../../nbs/33_training_callback.ipynb #d385e771
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from ..provenance.hash_config import hash_file
 
-# %% ../../nbs/33_training_callback.ipynb #c9f70dcb
+# %% ../../nbs/33_training_callback.ipynb #696c9891
 class ProvenanceCallback(TrainerCallback):
     "Record checkpoints, metrics and a Merkle-rooted provenance document for a transformers `Trainer` run."
     def __init__(self,
@@ -48,7 +48,7 @@ class ProvenanceCallback(TrainerCallback):
         "Keep the latest evaluation metrics."
         if state.is_world_process_zero and metrics: self.eval_metrics.update(metrics)
 
-# %% ../../nbs/33_training_callback.ipynb #26de79ff
+# %% ../../nbs/33_training_callback.ipynb #c376f7fd
 def _summary_metrics(cb:ProvenanceCallback) -> dict:
     import math
     last = {k: v for log in cb.logs for k, v in log.items() if isinstance(v, (int, float))}

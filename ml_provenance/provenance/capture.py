@@ -10,7 +10,7 @@ __all__ = ['TOKENIZER_FILES', 'NAMED_FILES', 'IGNORED_DIRS', 'DTYPE_BITS', 'MAX_
            'hash_safetensors', 'hash_model_file', 'ModelScan', 'scan_model', 'system_info', 'model_architecture',
            'write_component_files', 'capture_provenance', 'cmd_record']
 
-# %% ../../nbs/03_capture.ipynb #7d41f9ef
+# %% ../../nbs/03_capture.ipynb #ea16bccc
 import json
 import os
 import platform
@@ -27,7 +27,7 @@ from .errors import (CorruptedDataError, MissingComponentError, ProvenanceError,
 from .hash_config import CHUNK, Digest, HashConfig
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_json
 
-# %% ../../nbs/03_capture.ipynb #e82cce5c
+# %% ../../nbs/03_capture.ipynb #8eecf554
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer.model", "vocab.txt")
 # top-level file name -> component; everything else (config.json, generation_config.json, training_config.json,
@@ -45,7 +45,7 @@ def component_of(relpath:str, # path relative to the model directory, `/`-separa
     if len(p.parts) == 1: return NAMED_FILES.get(p.name, "config")
     return "config"
 
-# %% ../../nbs/03_capture.ipynb #03728d89
+# %% ../../nbs/03_capture.ipynb #c95b6bff
 def _inside(path:Path, root:Path) -> bool:
     return path == root or root in path.parents
 
@@ -62,7 +62,7 @@ def safe_path(root:str|os.PathLike, # model directory
     if not _inside(full, r): raise UnsafePathError(relpath, str(root))
     return full
 
-# %% ../../nbs/03_capture.ipynb #7c5600d4
+# %% ../../nbs/03_capture.ipynb #27f2c6d2
 def list_model_files(model_dir:str|os.PathLike, # model directory
                     ) -> list[tuple[str, Path]]:
     "Sorted `(relpath, resolved path)` of every file of `model_dir`, checked to stay inside it."
@@ -88,7 +88,7 @@ def list_model_files(model_dir:str|os.PathLike, # model directory
             out.append((rel, Path(os.path.realpath(full))))
     return sorted(out)
 
-# %% ../../nbs/03_capture.ipynb #a3734f80
+# %% ../../nbs/03_capture.ipynb #3dd8d51d
 # bits per element (safetensors spec, incl. the float8/float6/float4 types of recent versions)
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
@@ -140,12 +140,13 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if pos != size - 8 - n: raise CorruptedDataError(name, f"data region is {size - 8 - n} bytes, tensors cover {pos}")
     return pre + raw, meta or {}, tensors
 
-# %% ../../nbs/03_capture.ipynb #9a39f7ae
+# %% ../../nbs/03_capture.ipynb #ff867579
 HEADER_SUFFIX = "#header"
 
 def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked to be inside the model dir)
                      relpath:str, # its name inside the model directory
                      cfg:HashConfig, # hash algorithm
+                     file_hasher=None, # optional hasher fed every byte too (whole-file content digest)
                      ) -> dict[str, bytes]:
     "Leaf data of every tensor of a safetensors file plus its `<relpath>#header` leaf, streamed."
     buf = bytearray(CHUNK)
@@ -155,12 +156,14 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
         with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
             raw, meta, tensors = read_safetensors_header(f, size, relpath)
+            if file_hasher is not None: file_hasher.update(raw)
             for t, dtype, shape, b, en in tensors:
                 h, left = cfg.new(), en - b
                 while left:
                     k = f.readinto(mv[:min(left, CHUNK)])
                     if not k: raise CorruptedDataError(relpath, f"file ended inside tensor {t!r}")
                     h.update(mv[:k])
+                    if file_hasher is not None: file_hasher.update(mv[:k])
                     left -= k
                 d = str(Digest(cfg.algorithm, h.hexdigest()))
                 leaves[t] = canonical_json({"name": t, "dtype": dtype, "shape": shape, "digest": d})
@@ -169,7 +172,7 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     leaves[relpath + HEADER_SUFFIX] = canonical_json({"file": relpath, "header": hd, "metadata": meta})
     return leaves
 
-# %% ../../nbs/03_capture.ipynb #eaf3ddd6
+# %% ../../nbs/03_capture.ipynb #4beeb179
 def _hash_plain(path:Path, cfg:HashConfig) -> str:
     h, buf = cfg.new(), bytearray(CHUNK)
     mv = memoryview(buf)
@@ -180,13 +183,17 @@ def _hash_plain(path:Path, cfg:HashConfig) -> str:
 def hash_model_file(path:Path, # resolved file path
                     relpath:str, # its name inside the model directory
                     cfg:HashConfig, # hash algorithm
+                    content_digest:bool=False, # safetensors: also hash the whole file (costs a second hash pass)
                     ) -> dict:
-    "`{digest}` of a plain file; `{leaves_digest, leaves}` (tensor name → leaf data) of a safetensors file."
+    "`{digest}` of a plain file; `{leaves_digest, leaves}` (+ `digest` if asked) of a safetensors file."
     if component_of(relpath) != "weights": return {"digest": _hash_plain(path, cfg), "leaves": None}
-    leaves = {k: v.decode() for k, v in hash_safetensors(path, relpath, cfg).items()}
-    return {"leaves_digest": str(Digest(cfg.algorithm, cfg.hash(canonical_json(leaves)).hex())), "leaves": leaves}
+    fh = cfg.new() if content_digest else None
+    leaves = {k: v.decode() for k, v in hash_safetensors(path, relpath, cfg, fh).items()}
+    out = {"leaves_digest": str(Digest(cfg.algorithm, cfg.hash(canonical_json(leaves)).hex())), "leaves": leaves}
+    if fh is not None: out["digest"] = str(Digest(cfg.algorithm, fh.hexdigest()))
+    return out
 
-# %% ../../nbs/03_capture.ipynb #7f0d1a95
+# %% ../../nbs/03_capture.ipynb #c7f0b751
 class ModelScan:
     "Leaf data of a model directory: `components` (non-weights), `tensors`, per-file `files` records."
     def __init__(self, algorithm:str, components:dict, tensors:dict, files:dict):
@@ -201,6 +208,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
                cache=None, # optional digest cache: `get(path, algorithm)`, `put(path, algorithm, stat, started_ns, record)`
                only:str|None=None, # hash only the files of this component
                use_cached:bool=True, # False: read every byte but still fill `cache`
+               content_digests:bool=False, # also a whole-file digest of safetensors files (for attestations)
                ) -> ModelScan:
     "Hash every file of `model_dir` (streamed) into Merkle leaf data."
     cfg = HashConfig(algorithm)
@@ -208,10 +216,10 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     for rel, path in list_model_files(model_dir):
         comp = component_of(rel)
         if only is not None and comp != only: continue
-        rec = cache.get(path, cfg.algorithm) if cache is not None and use_cached else None
+        rec = cache.get(path, cfg.algorithm) if cache is not None and use_cached and not content_digests else None
         if rec is None:
             t0, st = time.time_ns(), os.stat(path)
-            rec = hash_model_file(path, rel, cfg)
+            rec = hash_model_file(path, rel, cfg, content_digests)
             if cache is not None: cache.put(path, cfg.algorithm, st, t0, rec)
         files[rel] = {"component": comp, **{k: v for k, v in rec.items() if k != "leaves"}}
         if rec["leaves"] is None: per_comp.setdefault(comp, {})[rel] = rec["digest"]
@@ -222,7 +230,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     comps = {c: canonical_json(v) for c, v in per_comp.items()}
     return ModelScan(cfg.algorithm, comps, tensors, files)
 
-# %% ../../nbs/03_capture.ipynb #3aaa42ab
+# %% ../../nbs/03_capture.ipynb #6b3f1165
 def _version(pkg:str) -> str|None:
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
@@ -255,7 +263,7 @@ def system_info(world_size:int=1, # number of training processes (distributed ru
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpus": _gpus(), "git_commit": _git_commit(),
             "world_size": int(world_size)}
 
-# %% ../../nbs/03_capture.ipynb #1a09ec63
+# %% ../../nbs/03_capture.ipynb #8f2fb644
 def _arch_from_model(model) -> dict:
     layers, seen = [], set()
     for name, m in model.named_modules():
@@ -300,7 +308,7 @@ def model_architecture(model_or_dir, # a transformers/torch model, or a model di
     if not hasattr(model_or_dir, "named_modules"): raise CorruptedDataError("model", f"not a model: {type(model_or_dir).__name__}")
     return _arch_from_model(model_or_dir)
 
-# %% ../../nbs/03_capture.ipynb #dee9b88d
+# %% ../../nbs/03_capture.ipynb #4ce6b5dc
 from .store import atomic_write_json, new_version
 
 def _plain(x):
@@ -336,7 +344,7 @@ def write_component_files(model_dir:str|os.PathLike, # model directory (must exi
         out.append(COMPONENT_FILE_NAMES[k])
     return out
 
-# %% ../../nbs/03_capture.ipynb #31d3e54c
+# %% ../../nbs/03_capture.ipynb #310eb2fb
 ABSENT_SECTION = {"absent": True}
 
 def _section(files:dict, rel:str):
@@ -363,7 +371,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
                   "metrics": safety_metrics if safety_metrics is not None else old.get("metrics", dict(ABSENT_SECTION))}
     write_component_files(model_dir, metrics=tp.get("metrics"), data=data_provenance, safety=safety,
                           training_config=tp.get("config"))
-    scan = scan_model(model_dir, algorithm)
+    scan = scan_model(model_dir, algorithm, content_digests=True)
     tree = scan.tree()
     files = dict(list_model_files(model_dir))
     sf = _section(files, "safety.json")
@@ -380,7 +388,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
             "safety_config": sf.get("config", dict(ABSENT_SECTION)), "safety_metrics": sf.get("metrics", dict(ABSENT_SECTION)),
             "merkle": merkle}
 
-# %% ../../nbs/03_capture.ipynb #06dd9238
+# %% ../../nbs/03_capture.ipynb #6c09a193
 def cmd_record(args) -> int:
     "`ml-provenance record --model-path DIR --provenance-path FILE`: capture and save provenance, print the root."
     doc = capture_provenance(args.model_path, algorithm=getattr(args, "algorithm", "sha256") or "sha256")

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/verifier.html.md"""
 __all__ = ['UNSIGNED_NOTE', 'DEFAULT_ALLOWED_UPDATES', 'MerkleValidator', 'ValidationResult', 'UpdateResult', 'ComponentResult',
            'default_cache_path', 'DigestCache', 'ProvenanceVerifier', 'cmd_verify']
 
-# %% ../../nbs/10_verifier.ipynb #65bd72ef
+# %% ../../nbs/10_verifier.ipynb #8d1e9782
 import json
 import os
 import time
@@ -22,7 +22,7 @@ from .errors import (CorruptedDataError, HashMismatchError, MissingComponentErro
                                              ProvenanceError, SignatureError)
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_component
 
-# %% ../../nbs/10_verifier.ipynb #cf4296ee
+# %% ../../nbs/10_verifier.ipynb #23a8c7e6
 class _Result:
     def __getitem__(self, k):
         try: return getattr(self, k)
@@ -70,7 +70,7 @@ class ComponentResult(_Result):
     actual_hash:str=""
     def __repr__(self): return f"ComponentResult({self.component}: {'valid' if self.is_valid else 'INVALID: ' + self.reason})"
 
-# %% ../../nbs/10_verifier.ipynb #84f06c94
+# %% ../../nbs/10_verifier.ipynb #cfded4e7
 def default_cache_path() -> Path:
     "`$ML_PROVENANCE_CACHE`, else `$XDG_CACHE_HOME/ml_provenance/digests.json` (default `~/.cache`)."
     if p := os.environ.get("ML_PROVENANCE_CACHE"): return Path(p)
@@ -124,7 +124,7 @@ class DigestCache:
 
     def __repr__(self): return f"DigestCache({self.path}, {len(self.files)} files, hits={self.hits}, misses={self.misses})"
 
-# %% ../../nbs/10_verifier.ipynb #05bc7961
+# %% ../../nbs/10_verifier.ipynb #6a1ab243
 UNSIGNED_NOTE = ("UNSIGNED provenance: this detects accidental corruption only; whoever can change the model can "
                  "also rewrite an unsigned record. Sign the root (`ml-provenance sign`) and verify with --public-key.")
 DEFAULT_ALLOWED_UPDATES = ("metrics", "safety", "system")
@@ -138,10 +138,13 @@ def _culprit(tensors:list) -> str|None:
 
 def _changed_files(old:dict|None, new:dict) -> tuple:
     if not isinstance(old, dict): return ()
-    dig = lambda d, k: (d[k].get("digest") or d[k].get("leaves_digest")) if isinstance(d.get(k), dict) else None
-    return tuple(sorted(k for k in set(old) | set(new) if dig(old, k) != dig(new, k)))
+    def same(a, b):  # safetensors files compare by leaves digest (always computed), others by content digest
+        if not (isinstance(a, dict) and isinstance(b, dict)): return False
+        k = "leaves_digest" if "leaves_digest" in a and "leaves_digest" in b else "digest"
+        return a.get(k) is not None and a.get(k) == b.get(k)
+    return tuple(sorted(k for k in set(old) | set(new) if not same(old.get(k), new.get(k))))
 
-# %% ../../nbs/10_verifier.ipynb #74a69b14
+# %% ../../nbs/10_verifier.ipynb #64dcfb99
 class ProvenanceVerifier:
     "Verify model directories against provenance documents: whole model, one component, or an update."
     def __init__(self,
@@ -170,7 +173,7 @@ class ProvenanceVerifier:
 
 MerkleValidator = ProvenanceVerifier
 
-# %% ../../nbs/10_verifier.ipynb #7c5c3ed9
+# %% ../../nbs/10_verifier.ipynb #01d9d3ff
 def _load(self, provenance_path) -> dict:
     "Read a provenance document (decrypting if needed); malformed input raises typed errors only."
     from ml_provenance.provenance.store import load_provenance
@@ -196,7 +199,7 @@ def _signature_note(self, doc:dict, root:str) -> str:
 
 ProvenanceVerifier.load, ProvenanceVerifier.recorded_tree, ProvenanceVerifier.signature_note = _load, _recorded, _signature_note
 
-# %% ../../nbs/10_verifier.ipynb #1642696c
+# %% ../../nbs/10_verifier.ipynb #147687a1
 def _raise_on_difference(self, recorded:MLProvenanceMerkleTree, current:MLProvenanceMerkleTree, where:str):
     "Raise `MissingComponentError` / `HashMismatchError` for the first difference, if any."
     d = recorded.diff(current)
@@ -217,7 +220,7 @@ def _scan(self, model_path, algorithm:str, use_cache:bool=False):
 
 ProvenanceVerifier._raise_on_difference, ProvenanceVerifier._scan = _raise_on_difference, _scan
 
-# %% ../../nbs/10_verifier.ipynb #c73fd875
+# %% ../../nbs/10_verifier.ipynb #1364e8db
 def _attempt(self, kind:str, model_path, fn):
     "Rate-limit, run, and log one validation attempt."
     if self.rate_limiter is not None: self.rate_limiter.acquire()
@@ -248,7 +251,7 @@ def _validate_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier._attempt, ProvenanceVerifier.validate_model = _attempt, _validate_model
 
-# %% ../../nbs/10_verifier.ipynb #c7841737
+# %% ../../nbs/10_verifier.ipynb #6c23b812
 def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
     "First check of a model: a result (never an exception for tampering) with `model_id`, `timestamp`, `errors`."
     try: return self.validate_model(model_path, provenance_path)
@@ -257,7 +260,7 @@ def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier.validate_new_model = _validate_new_model
 
-# %% ../../nbs/10_verifier.ipynb #4caee377
+# %% ../../nbs/10_verifier.ipynb #f40e5e25
 def _previous(self, previous_hash) -> tuple:
     "The previous tree (and its file records) from a provenance path or a root."
     looks_like_path = isinstance(previous_hash, str) and (previous_hash.endswith(".json") or os.sep in previous_hash)
@@ -296,7 +299,7 @@ def _validate_update(self, model_path, previous_hash) -> UpdateResult:
 
 ProvenanceVerifier._previous, ProvenanceVerifier.validate_update = _previous, _validate_update
 
-# %% ../../nbs/10_verifier.ipynb #a2c2b384
+# %% ../../nbs/10_verifier.ipynb #52c04926
 def _locate(self, model_path, provenance_path=None) -> Path:
     "The provenance for `model_path`: explicit, the verifier's default, or `<run>/../../provenance/latest.json`."
     for p in (provenance_path, self.provenance_path):
@@ -332,7 +335,7 @@ def _validate_component(self, model_path, component:str, provenance_path=None) -
 
 ProvenanceVerifier._locate, ProvenanceVerifier.validate_component = _locate, _validate_component
 
-# %% ../../nbs/10_verifier.ipynb #4364b002
+# %% ../../nbs/10_verifier.ipynb #61b90481
 def _one_line(s:str) -> str: return " ".join(str(s).split())
 
 def cmd_verify(args) -> int:

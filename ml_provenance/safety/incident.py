@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_incident.html.md"""
 __all__ = ['logger', 'SEVERITIES', 'CRITICAL', 'assess_severity', 'is_critical', 'ContentWarningHandler', 'logging_notifier',
            'IncidentResponse', 'IncidentHandler', 'SafetyIncidentHandler', 'SafetyCheckHandler', 'ModelDriftHandler']
 
-# %% ../../nbs/26_safety_incident.ipynb #9156ed27
+# %% ../../nbs/26_safety_incident.ipynb #c9b50646
 import json
 import logging
 import threading
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from ..provenance.errors import CorruptedDataError, MissingComponentError, ProvenanceError, SafetyError
 
-# %% ../../nbs/26_safety_incident.ipynb #b28cb6f9
+# %% ../../nbs/26_safety_incident.ipynb #aeb01b4e
 logger = logging.getLogger("ml_provenance.safety.incident")
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat()
 
-# %% ../../nbs/26_safety_incident.ipynb #8f336e2b
+# %% ../../nbs/26_safety_incident.ipynb #7f8dcca6
 SEVERITIES = ("low", "medium", "high", "critical")
 CRITICAL = ("high", "critical")
 
@@ -48,7 +48,7 @@ def is_critical(incident:dict) -> bool:
     "Whether an incident calls for a rollback (severity high or critical)."
     return assess_severity(incident) in CRITICAL
 
-# %% ../../nbs/26_safety_incident.ipynb #9328b3f3
+# %% ../../nbs/26_safety_incident.ipynb #ee6e23f6
 class ContentWarningHandler:
     "Count content warnings; block generation once there are more than `threshold`."
     def __init__(self,
@@ -73,7 +73,7 @@ class ContentWarningHandler:
         with self._lock: self.warnings.clear()
     def __repr__(self): return f"ContentWarningHandler({len(self.warnings)}/{self.threshold}, action={self.get_action()})"
 
-# %% ../../nbs/26_safety_incident.ipynb #f5aff57a
+# %% ../../nbs/26_safety_incident.ipynb #645a8718
 def logging_notifier(report:dict) -> None:
     "Default notifier: log the incident report (ERROR for critical incidents, else WARNING)."
     level = logging.ERROR if report.get("severity") in CRITICAL else logging.WARNING
@@ -89,7 +89,7 @@ def _notify(notifiers, report:dict) -> list[str]:
             errors.append(f"{getattr(n, '__name__', repr(n))}: {type(e).__name__}: {e}")
     return errors
 
-# %% ../../nbs/26_safety_incident.ipynb #e8a2a8dc
+# %% ../../nbs/26_safety_incident.ipynb #bbe05c1f
 class IncidentResponse(dict):
     "The response to one incident: a dict (the seed reads `response[\"action\"]`) with attribute access."
     __getattr__ = dict.get
@@ -129,7 +129,7 @@ class IncidentHandler:
     def get_action(self) -> str: return self.warnings.get_action()
     def __repr__(self): return f"IncidentHandler({len(self.incidents)} incidents, {self.warnings!r})"
 
-# %% ../../nbs/26_safety_incident.ipynb #19f9ee66
+# %% ../../nbs/26_safety_incident.ipynb #487f8c43
 def _load_prov(path, key_file=None) -> dict:
     from ml_provenance.provenance.store import load_provenance
     if not Path(path).is_file(): raise MissingComponentError(str(path), "SafetyIncidentHandler (provenance file)")
@@ -168,7 +168,7 @@ class SafetyIncidentHandler:
                               "to SafetyIncidentHandler")
         return self.rollback(incident)
 
-# %% ../../nbs/26_safety_incident.ipynb #8c64eb29
+# %% ../../nbs/26_safety_incident.ipynb #02e848a1
 def _generate_incident_report(self, incident:dict, action:str="monitor", rollback_result=None) -> dict:
     "A JSON-serialisable report of one incident."
     severity = assess_severity(incident)
@@ -195,7 +195,7 @@ SafetyIncidentHandler.generate_incident_report = _generate_incident_report
 SafetyIncidentHandler.notify_stakeholders = _notify_stakeholders
 SafetyIncidentHandler.handle_safety_incident = _handle_safety_incident
 
-# %% ../../nbs/26_safety_incident.ipynb #746e89c3
+# %% ../../nbs/26_safety_incident.ipynb #28efabb9
 class SafetyCheckHandler:
     "The seed's safety-check failure handler: log, then `rollback` (critical) or `warn`."
     def __init__(self,
@@ -223,7 +223,7 @@ class SafetyCheckHandler:
         return {"action": "warn", "reason": "Non-critical safety check failure", "failure_details": failure,
                 "recommended_action": "Monitor and log"}
 
-# %% ../../nbs/26_safety_incident.ipynb #e44f31e6
+# %% ../../nbs/26_safety_incident.ipynb #3b9de1a8
 class ModelDriftHandler:
     "The seed's drift detector: |current - baseline| per metric against one threshold."
     def __init__(self,

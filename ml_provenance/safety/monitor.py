@@ -7,7 +7,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_monitor.html.md"""
 # %% auto #0
 __all__ = ['logger', 'SafetyMonitor', 'RuntimeSafetyMonitor']
 
-# %% ../../nbs/25_safety_monitor.ipynb #f785b9c6
+# %% ../../nbs/25_safety_monitor.ipynb #d7a89ce3
 import logging
 import threading
 from datetime import datetime, timezone
@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from ..provenance.errors import SafetyConfigError
 from .metrics import SafetyMetrics
 
-# %% ../../nbs/25_safety_monitor.ipynb #afb072b8
+# %% ../../nbs/25_safety_monitor.ipynb #b11c5ed6
 logger = logging.getLogger("ml_provenance.safety.monitor")
 
-# %% ../../nbs/25_safety_monitor.ipynb #6124823c
+# %% ../../nbs/25_safety_monitor.ipynb #e906a1f1
 class SafetyMonitor:
     "Runs the safety checker on live texts, keeps `SafetyMetrics`, alerts below a pass-rate threshold."
     def __init__(self,
@@ -56,7 +56,7 @@ class SafetyMonitor:
 
     def __repr__(self): return f"SafetyMonitor({self.metrics!r}, alerts={len(self.alerts)}, threshold={self.alert_threshold})"
 
-# %% ../../nbs/25_safety_monitor.ipynb #b8273657
+# %% ../../nbs/25_safety_monitor.ipynb #a807e8ac
 def _observe(self, method:str, text:str):
     result = getattr(self.checker, method)(text)
     self.metrics.update(result)
@@ -84,7 +84,7 @@ def _check_output(self, output_text:str):
 SafetyMonitor._observe, SafetyMonitor._threshold_check = _observe, _threshold_check
 SafetyMonitor.check_input, SafetyMonitor.check_output = _check_input, _check_output
 
-# %% ../../nbs/25_safety_monitor.ipynb #35851805
+# %% ../../nbs/25_safety_monitor.ipynb #b6e275ac
 class RuntimeSafetyMonitor(SafetyMonitor):
     "The seed's runtime monitor: the model's safety checker (or one built from `safety_config`), alert below 90 %."
     def __init__(self,

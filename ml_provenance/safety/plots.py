@@ -7,14 +7,14 @@ Docs: https://mlprov.github.io/ml_provenance/safety_plots.html.md"""
 # %% auto #0
 __all__ = ['plot_pass_rate', 'plot_drift', 'incidents_frame', 'plot_incidents']
 
-# %% ../../nbs/27_safety_plots.ipynb #b7806ef3
+# %% ../../nbs/27_safety_plots.ipynb #78e36508
 from datetime import datetime
 
 import pandas as pd
 
 from ..provenance.errors import CorruptedDataError
 
-# %% ../../nbs/27_safety_plots.ipynb #71475ee4
+# %% ../../nbs/27_safety_plots.ipynb #4c1fa5fc
 def _history(metrics_or_frame) -> pd.DataFrame:
     df = metrics_or_frame.history_frame() if hasattr(metrics_or_frame, "history_frame") else pd.DataFrame(metrics_or_frame)
     missing = {"timestamp", "pass_rate", "warnings"} - set(df.columns)
@@ -42,7 +42,7 @@ def plot_pass_rate(metrics, # a `SafetyMetrics` or a frame with timestamp, pass_
     plt.close(fig)  # returned, not shown: the caller decides
     return fig
 
-# %% ../../nbs/27_safety_plots.ipynb #2c94a162
+# %% ../../nbs/27_safety_plots.ipynb #60f934b7
 def plot_drift(drift_scores:dict, # metric -> drift score (or a `detect_drift` result with `drift_scores`)
                threshold:float=0.1, # drift threshold
                title:str="Drift per metric against baseline",
@@ -59,7 +59,7 @@ def plot_drift(drift_scores:dict, # metric -> drift score (or a `detect_drift` r
     plt.close(fig)
     return fig
 
-# %% ../../nbs/27_safety_plots.ipynb #85def941
+# %% ../../nbs/27_safety_plots.ipynb #e99b9bf8
 _LEVELS = ("low", "medium", "high", "critical")
 _COLOURS = {"low": "tab:green", "medium": "tab:orange", "high": "tab:red", "critical": "darkred"}
 

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_verifier.html.md"""
 __all__ = ['REQUIRED_CHECKS', 'verify_model_deployment', 'metric_reasons', 'SafetyReport', 'SafetyVerifier', 'verify_deployment',
            'SafetyValidationResult', 'SafetyValidator', 'cmd_verify_safety', 'SafetyVerificationError']
 
-# %% ../../nbs/24_safety_verifier.ipynb #01b35d17
+# %% ../../nbs/24_safety_verifier.ipynb #0edc7b54
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,10 +20,10 @@ from .metrics import SafetyMetrics, validate_section
 
 _all_ = ["SafetyVerificationError"]  # re-exported: the seed raises it from this module
 
-# %% ../../nbs/24_safety_verifier.ipynb #ec332e4d
+# %% ../../nbs/24_safety_verifier.ipynb #2212a00b
 REQUIRED_CHECKS = ("age_rating", "content_filter", "sensitive_topics")
 
-# %% ../../nbs/24_safety_verifier.ipynb #724f01e1
+# %% ../../nbs/24_safety_verifier.ipynb #e110fe6a
 def _count(m, k):
     if k not in m: raise MissingComponentError(f"safety_metrics.{k}", "safety verification")
     v = m[k]
@@ -55,7 +55,7 @@ def metric_reasons(metrics:dict, # a `safety_metrics` section (or a `SafetyMetri
                     if c not in checks or checks[c]["passed"] + checks[c]["failed"] == 0]
     return reasons
 
-# %% ../../nbs/24_safety_verifier.ipynb #5d0c67f5
+# %% ../../nbs/24_safety_verifier.ipynb #539ff0f1
 @dataclass(frozen=True)
 class SafetyReport:
     "Outcome of verifying one model: status, reasons, integrity and safety figures."
@@ -73,7 +73,7 @@ class SafetyReport:
     def __repr__(self): return f"SafetyReport({self.status}, pass_rate={self.pass_rate}, reasons={list(self.reasons)})"
     def _repr_markdown_(self): return f"**safety {self.status}**" + "".join(f"\n- {r}" for r in self.reasons)
 
-# %% ../../nbs/24_safety_verifier.ipynb #358e9e9b
+# %% ../../nbs/24_safety_verifier.ipynb #91aedf36
 class SafetyVerifier:
     "Pre-deployment safety rules, configurable thresholds, and a checker for runtime texts."
     def __init__(self,
@@ -113,7 +113,7 @@ class SafetyVerifier:
         "Screen one text with the safety checker (a `SafetyResult`)."
         return self.checker.check_input(text)
 
-# %% ../../nbs/24_safety_verifier.ipynb #97952d8a
+# %% ../../nbs/24_safety_verifier.ipynb #b011f7c0
 _INTEGRITY_FAILURES = (HashMismatchError, MissingComponentError, SignatureError, CorruptedDataError)
 
 def _load(provenance_path, key_file=None) -> dict:
@@ -141,7 +141,7 @@ def _integrity(model_path, provenance_path, public_key, require_signature, key_f
     except _INTEGRITY_FAILURES as e: return {"verified": False, "error": type(e).__name__}, [f"integrity: {e}"]
     return {"verified": True, "model_id": out["model_id"], "signature": out["note"]}, []
 
-# %% ../../nbs/24_safety_verifier.ipynb #29c729ee
+# %% ../../nbs/24_safety_verifier.ipynb #aaadf639
 def _verify_model(self, model_path, # model directory (safetensors + config + safety.json)
                   provenance_path, # its provenance JSON
                   public_key=None, # trusted Ed25519 public key (PEM path) for the signature
@@ -170,7 +170,7 @@ def _verify_model(self, model_path, # model directory (safetensors + config + sa
 
 SafetyVerifier.verify_model = _verify_model
 
-# %% ../../nbs/24_safety_verifier.ipynb #5b4f9a82
+# %% ../../nbs/24_safety_verifier.ipynb #e71ccb5e
 def verify_deployment(model_path, # model directory
                       provenance_path, # its provenance JSON
                       min_pass_rate:float=0.95, # lowest pass rate allowed
@@ -188,7 +188,7 @@ def verify_deployment(model_path, # model directory
 
 verify_model_deployment = verify_deployment
 
-# %% ../../nbs/24_safety_verifier.ipynb #e08b8bec
+# %% ../../nbs/24_safety_verifier.ipynb #3675e894
 @dataclass(frozen=True)
 class SafetyValidationResult:
     "Outcome of `SafetyValidator.verify_safety_metrics`."
@@ -231,7 +231,7 @@ class SafetyValidator:
         return SafetyValidationResult(not reasons, 100.0 * metrics["passed_checks"] / t if t else 0.0,
                                 t - metrics["passed_checks"], tuple(reasons))
 
-# %% ../../nbs/24_safety_verifier.ipynb #7f8cef6a
+# %% ../../nbs/24_safety_verifier.ipynb #3b166480
 def cmd_verify_safety(args) -> int:
     "`ml-provenance verify-safety`: integrity + safety gate; exit 0 passed, 1 failed."
     rep = SafetyVerifier(args.min_pass_rate, args.max_content_warnings).verify_model(

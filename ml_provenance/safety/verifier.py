@@ -10,7 +10,6 @@ __all__ = ['REQUIRED_CHECKS', 'verify_model_deployment', 'metric_reasons', 'Safe
 
 # %% ../../nbs/24_safety_verifier.ipynb #0edc7b54
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -10,7 +10,7 @@ __all__ = ['TOKENIZER_FILES', 'NAMED_FILES', 'IGNORED_DIRS', 'DTYPE_BITS', 'MAX_
            'hash_safetensors', 'hash_model_file', 'ModelScan', 'scan_model', 'system_info', 'model_architecture',
            'write_component_files', 'capture_provenance', 'cmd_record']
 
-# %% ../../nbs/03_capture.ipynb #ea16bccc
+# %% ../../nbs/03_capture.ipynb #5ccfa5bd
 import json
 import os
 import platform
@@ -27,7 +27,7 @@ from .errors import (CorruptedDataError, MissingComponentError, ProvenanceError,
 from .hash_config import CHUNK, Digest, HashConfig
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_json
 
-# %% ../../nbs/03_capture.ipynb #8eecf554
+# %% ../../nbs/03_capture.ipynb #07366d5f
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer.model", "vocab.txt")
 # top-level file name -> component; everything else (config.json, generation_config.json, training_config.json,
@@ -45,7 +45,7 @@ def component_of(relpath:str, # path relative to the model directory, `/`-separa
     if len(p.parts) == 1: return NAMED_FILES.get(p.name, "config")
     return "config"
 
-# %% ../../nbs/03_capture.ipynb #c95b6bff
+# %% ../../nbs/03_capture.ipynb #946314fc
 def _inside(path:Path, root:Path) -> bool:
     return path == root or root in path.parents
 
@@ -62,7 +62,7 @@ def safe_path(root:str|os.PathLike, # model directory
     if not _inside(full, r): raise UnsafePathError(relpath, str(root))
     return full
 
-# %% ../../nbs/03_capture.ipynb #27f2c6d2
+# %% ../../nbs/03_capture.ipynb #0b013698
 def list_model_files(model_dir:str|os.PathLike, # model directory
                     ) -> list[tuple[str, Path]]:
     "Sorted `(relpath, resolved path)` of every file of `model_dir`, checked to stay inside it."
@@ -88,7 +88,7 @@ def list_model_files(model_dir:str|os.PathLike, # model directory
             out.append((rel, Path(os.path.realpath(full))))
     return sorted(out)
 
-# %% ../../nbs/03_capture.ipynb #3dd8d51d
+# %% ../../nbs/03_capture.ipynb #1132722f
 # bits per element (safetensors spec, incl. the float8/float6/float4 types of recent versions)
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
@@ -140,7 +140,7 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if pos != size - 8 - n: raise CorruptedDataError(name, f"data region is {size - 8 - n} bytes, tensors cover {pos}")
     return pre + raw, meta or {}, tensors
 
-# %% ../../nbs/03_capture.ipynb #ff867579
+# %% ../../nbs/03_capture.ipynb #9eeb6daa
 HEADER_SUFFIX = "#header"
 
 def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked to be inside the model dir)
@@ -172,7 +172,7 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     leaves[relpath + HEADER_SUFFIX] = canonical_json({"file": relpath, "header": hd, "metadata": meta})
     return leaves
 
-# %% ../../nbs/03_capture.ipynb #4beeb179
+# %% ../../nbs/03_capture.ipynb #cd6f41c1
 def _hash_plain(path:Path, cfg:HashConfig) -> str:
     h, buf = cfg.new(), bytearray(CHUNK)
     mv = memoryview(buf)
@@ -193,7 +193,7 @@ def hash_model_file(path:Path, # resolved file path
     if fh is not None: out["digest"] = str(Digest(cfg.algorithm, fh.hexdigest()))
     return out
 
-# %% ../../nbs/03_capture.ipynb #c7f0b751
+# %% ../../nbs/03_capture.ipynb #f6ea3d39
 class ModelScan:
     "Leaf data of a model directory: `components` (non-weights), `tensors`, per-file `files` records."
     def __init__(self, algorithm:str, components:dict, tensors:dict, files:dict):
@@ -230,7 +230,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     comps = {c: canonical_json(v) for c, v in per_comp.items()}
     return ModelScan(cfg.algorithm, comps, tensors, files)
 
-# %% ../../nbs/03_capture.ipynb #6b3f1165
+# %% ../../nbs/03_capture.ipynb #e6bb255d
 def _version(pkg:str) -> str|None:
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
@@ -263,7 +263,7 @@ def system_info(world_size:int=1, # number of training processes (distributed ru
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpus": _gpus(), "git_commit": _git_commit(),
             "world_size": int(world_size)}
 
-# %% ../../nbs/03_capture.ipynb #8f2fb644
+# %% ../../nbs/03_capture.ipynb #478df01c
 def _arch_from_model(model) -> dict:
     layers, seen = [], set()
     for name, m in model.named_modules():
@@ -308,7 +308,7 @@ def model_architecture(model_or_dir, # a transformers/torch model, or a model di
     if not hasattr(model_or_dir, "named_modules"): raise CorruptedDataError("model", f"not a model: {type(model_or_dir).__name__}")
     return _arch_from_model(model_or_dir)
 
-# %% ../../nbs/03_capture.ipynb #4ce6b5dc
+# %% ../../nbs/03_capture.ipynb #5cd7ccb8
 from .store import atomic_write_json, new_version
 
 def _plain(x):
@@ -344,7 +344,7 @@ def write_component_files(model_dir:str|os.PathLike, # model directory (must exi
         out.append(COMPONENT_FILE_NAMES[k])
     return out
 
-# %% ../../nbs/03_capture.ipynb #310eb2fb
+# %% ../../nbs/03_capture.ipynb #7f640d31
 ABSENT_SECTION = {"absent": True}
 
 def _section(files:dict, rel:str):
@@ -388,7 +388,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
             "safety_config": sf.get("config", dict(ABSENT_SECTION)), "safety_metrics": sf.get("metrics", dict(ABSENT_SECTION)),
             "merkle": merkle}
 
-# %% ../../nbs/03_capture.ipynb #6c09a193
+# %% ../../nbs/03_capture.ipynb #55b49caa
 def cmd_record(args) -> int:
     "`ml-provenance record --model-path DIR --provenance-path FILE`: capture and save provenance, print the root."
     doc = capture_provenance(args.model_path, algorithm=getattr(args, "algorithm", "sha256") or "sha256")

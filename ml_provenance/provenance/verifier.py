@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/verifier.html.md"""
 __all__ = ['UNSIGNED_NOTE', 'DEFAULT_ALLOWED_UPDATES', 'MerkleValidator', 'ValidationResult', 'UpdateResult', 'ComponentResult',
            'default_cache_path', 'DigestCache', 'ProvenanceVerifier', 'cmd_verify']
 
-# %% ../../nbs/10_verifier.ipynb #8d1e9782
+# %% ../../nbs/10_verifier.ipynb #bfd26462
 import json
 import os
 import time
@@ -22,7 +22,7 @@ from .errors import (CorruptedDataError, HashMismatchError, MissingComponentErro
                                              ProvenanceError, SignatureError)
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_component
 
-# %% ../../nbs/10_verifier.ipynb #23a8c7e6
+# %% ../../nbs/10_verifier.ipynb #a0f95482
 class _Result:
     def __getitem__(self, k):
         try: return getattr(self, k)
@@ -70,12 +70,16 @@ class ComponentResult(_Result):
     actual_hash:str=""
     def __repr__(self): return f"ComponentResult({self.component}: {'valid' if self.is_valid else 'INVALID: ' + self.reason})"
 
-# %% ../../nbs/10_verifier.ipynb #cfded4e7
+# %% ../../nbs/10_verifier.ipynb #b19a12a7
 def default_cache_path() -> Path:
     "`$ML_PROVENANCE_CACHE`, else `$XDG_CACHE_HOME/ml_provenance/digests.json` (default `~/.cache`)."
     if p := os.environ.get("ML_PROVENANCE_CACHE"): return Path(p)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ml_provenance" / "digests.json"
+
+def _at(e, k) -> float:
+    v = e.get(k) if isinstance(e, dict) else None
+    return v if isinstance(v, (int, float)) else 0
 
 def _stat_key(st) -> list: return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
@@ -97,7 +101,8 @@ class DigestCache:
         "The cached `{digest, leaves}` of `path` if its stat is unchanged and was not racy, else None."
         e, st = self.files.get(str(path)), os.stat(path)
         good = (isinstance(e, dict) and e.get("algorithm") == algorithm and e.get("stat") == _stat_key(st)
-                and isinstance(e.get("record"), dict) and max(st.st_mtime_ns, st.st_ctime_ns) < e.get("hashed_at", 0) - self.racy_ns)
+                and isinstance(e.get("record"), dict) and isinstance(e.get("hashed_at"), int)
+                and max(st.st_mtime_ns, st.st_ctime_ns) < e["hashed_at"] - self.racy_ns)
         if good: self.hits += 1
         else: self.misses += 1
         return e["record"] if good else None
@@ -111,12 +116,14 @@ class DigestCache:
     def remember_tree(self, tree:MLProvenanceMerkleTree, keep:int=64):
         "Keep `tree.to_dict()` under its root, so `validate_update` can start from a bare root hash."
         self.trees[tree.root] = {**tree.to_dict(), "at": time.time()}
-        for k in sorted(self.trees, key=lambda k: self.trees[k].get("at", 0))[:-keep]: del self.trees[k]
+        for k in sorted(self.trees, key=lambda k: _at(self.trees[k], "at"))[:-keep]: del self.trees[k]
         self._dirty = True
 
-    def save(self):
-        "Write the cache atomically (mode 0600); a cache that cannot be written is skipped, never fatal."
+    def save(self, keep:int=4096):
+        "Write the cache atomically (mode 0600), keeping the `keep` newest files; an unwritable cache is skipped."
         if not self._dirty: return
+        if len(self.files) > keep:
+            for k in sorted(self.files, key=lambda k: _at(self.files[k], "hashed_at"))[:-keep]: del self.files[k]
         from ml_provenance.provenance.store import atomic_write_bytes
         try: atomic_write_bytes(self.path, json.dumps({"files": self.files, "trees": self.trees}).encode())
         except OSError: return
@@ -124,7 +131,7 @@ class DigestCache:
 
     def __repr__(self): return f"DigestCache({self.path}, {len(self.files)} files, hits={self.hits}, misses={self.misses})"
 
-# %% ../../nbs/10_verifier.ipynb #6a1ab243
+# %% ../../nbs/10_verifier.ipynb #da141094
 UNSIGNED_NOTE = ("UNSIGNED provenance: this detects accidental corruption only; whoever can change the model can "
                  "also rewrite an unsigned record. Sign the root (`ml-provenance sign`) and verify with --public-key.")
 DEFAULT_ALLOWED_UPDATES = ("metrics", "safety", "system")
@@ -144,7 +151,7 @@ def _changed_files(old:dict|None, new:dict) -> tuple:
         return a.get(k) is not None and a.get(k) == b.get(k)
     return tuple(sorted(k for k in set(old) | set(new) if not same(old.get(k), new.get(k))))
 
-# %% ../../nbs/10_verifier.ipynb #64dcfb99
+# %% ../../nbs/10_verifier.ipynb #393b8137
 class ProvenanceVerifier:
     "Verify model directories against provenance documents: whole model, one component, or an update."
     def __init__(self,
@@ -173,7 +180,7 @@ class ProvenanceVerifier:
 
 MerkleValidator = ProvenanceVerifier
 
-# %% ../../nbs/10_verifier.ipynb #01d9d3ff
+# %% ../../nbs/10_verifier.ipynb #b0a4504f
 def _load(self, provenance_path) -> dict:
     "Read a provenance document (decrypting if needed); malformed input raises typed errors only."
     from ml_provenance.provenance.store import load_provenance
@@ -199,7 +206,7 @@ def _signature_note(self, doc:dict, root:str) -> str:
 
 ProvenanceVerifier.load, ProvenanceVerifier.recorded_tree, ProvenanceVerifier.signature_note = _load, _recorded, _signature_note
 
-# %% ../../nbs/10_verifier.ipynb #147687a1
+# %% ../../nbs/10_verifier.ipynb #a7b3d81a
 def _raise_on_difference(self, recorded:MLProvenanceMerkleTree, current:MLProvenanceMerkleTree, where:str):
     "Raise `MissingComponentError` / `HashMismatchError` for the first difference, if any."
     d = recorded.diff(current)
@@ -220,7 +227,7 @@ def _scan(self, model_path, algorithm:str, use_cache:bool=False):
 
 ProvenanceVerifier._raise_on_difference, ProvenanceVerifier._scan = _raise_on_difference, _scan
 
-# %% ../../nbs/10_verifier.ipynb #1364e8db
+# %% ../../nbs/10_verifier.ipynb #07310283
 def _attempt(self, kind:str, model_path, fn):
     "Rate-limit, run, and log one validation attempt."
     if self.rate_limiter is not None: self.rate_limiter.acquire()
@@ -251,7 +258,7 @@ def _validate_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier._attempt, ProvenanceVerifier.validate_model = _attempt, _validate_model
 
-# %% ../../nbs/10_verifier.ipynb #6c23b812
+# %% ../../nbs/10_verifier.ipynb #01ceb6aa
 def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
     "First check of a model: a result (never an exception for tampering) with `model_id`, `timestamp`, `errors`."
     try: return self.validate_model(model_path, provenance_path)
@@ -260,7 +267,7 @@ def _validate_new_model(self, model_path, provenance_path) -> ValidationResult:
 
 ProvenanceVerifier.validate_new_model = _validate_new_model
 
-# %% ../../nbs/10_verifier.ipynb #f40e5e25
+# %% ../../nbs/10_verifier.ipynb #30c95694
 def _previous(self, previous_hash) -> tuple:
     "The previous tree (and its file records) from a provenance path or a root."
     looks_like_path = isinstance(previous_hash, str) and (previous_hash.endswith(".json") or os.sep in previous_hash)
@@ -299,7 +306,7 @@ def _validate_update(self, model_path, previous_hash) -> UpdateResult:
 
 ProvenanceVerifier._previous, ProvenanceVerifier.validate_update = _previous, _validate_update
 
-# %% ../../nbs/10_verifier.ipynb #52c04926
+# %% ../../nbs/10_verifier.ipynb #158115ba
 def _locate(self, model_path, provenance_path=None) -> Path:
     "The provenance for `model_path`: explicit, the verifier's default, or `<run>/../../provenance/latest.json`."
     for p in (provenance_path, self.provenance_path):
@@ -335,7 +342,7 @@ def _validate_component(self, model_path, component:str, provenance_path=None) -
 
 ProvenanceVerifier._locate, ProvenanceVerifier.validate_component = _locate, _validate_component
 
-# %% ../../nbs/10_verifier.ipynb #61b90481
+# %% ../../nbs/10_verifier.ipynb #96ff1940
 def _one_line(s:str) -> str: return " ".join(str(s).split())
 
 def cmd_verify(args) -> int:

@@ -1,4 +1,5 @@
-"""Lifecycle ledger: seed example, golden vectors, DAG parents, tampering, concurrency, kill -9, fuzzing."""
+"""Lifecycle ledger: seed example, golden vectors, DAG parents, tampering, concurrency, kill -9, fuzzing,
+encryption at rest, signed head."""
 import json
 import multiprocessing as mp
 import os
@@ -15,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_provenance.cli import run as cli_run
-from ml_provenance.provenance.errors import LedgerError
-from ml_provenance.provenance.ledger import (EVENT_TYPES, GENESIS, DatasetRecord, DeploymentRecord, EvaluationRecord,
-                                             Ledger, PredictionRecord, TrainingRecord, VerifyResult, canonical_json,
-                                             event_hash, link_hash)
+from ml_provenance.provenance.errors import DecryptionError, KeyFileError, LedgerError
+from ml_provenance.provenance.ledger import (EVENT_TYPES, GENESIS, HEAD_SIG_NAME, DatasetRecord, DeploymentRecord,
+                                             EvaluationRecord, HeadCheck, Ledger, PredictionRecord, TrainingRecord,
+                                             VerifyResult, canonical_json, event_hash, is_encrypted_ledger, link_hash)
 
 SEED_TRAINING = dict(run_id="run-001", model_name="llama-3-8b", model_version="v1.0.0",
                      hyperparameters={"lr": "3e-4", "epochs": "3"})
@@ -386,3 +387,226 @@ def test_fuzz_corrupted_store_is_reported_not_crashed(tmp_path_factory, seq, col
         assert r.ok
     except LedgerError as e:
         assert not r.ok and f"#{seq}" in str(e)
+
+
+# ---------------------------------------------------------------- encryption at rest
+def _key_file(path, key):
+    path.write_text(key.hex())
+    path.chmod(0o600)
+    return path
+
+
+def _seed_events(t):
+    tr = t.record_training(TrainingRecord(**SEED_TRAINING))
+    ds = t.record_dataset(DatasetRecord(name="wiki-en", version="2024-03", parent_id=tr))
+    ev = t.record_evaluation(EvaluationRecord(parent_id=[tr, ds], metrics={"loss": 0.42, "accuracy": 0.91}))
+    return [tr, ds, ev]
+
+
+def test_encrypted_round_trip(tmp_path):
+    key = os.urandom(32)
+    t = Ledger(tmp_path / "enc", key=key)
+    hs = _seed_events(t)
+    plain = Ledger(tmp_path / "plain")
+    assert _seed_events(plain) == hs  # ids commit to the plaintext: identical in both ledgers
+    assert hs[0] == "d4f037dc052c28a7ab2147ae730f736554cf71cb4f14de367b25f2ed562b5a51"
+    assert t.encrypted and not plain.encrypted and "encrypted" in repr(t)
+    with pytest.raises(LedgerError):  # a failed batch leaves nothing behind, encrypted too
+        with t.batch():
+            t.record_training(TrainingRecord("r2", "m", "v1"))
+            t.record_dataset(DatasetRecord("d2", "1", parent_id="f" * 64))
+    assert len(t) == 3
+    t.close()
+    raw = b"".join(f.read_bytes() for f in (tmp_path / "enc").glob("ledger.sqlite*"))
+    assert b"llama-3-8b" not in raw and b"wiki-en" not in raw and b"accuracy" not in raw
+    assert b"wiki-en" in b"".join(f.read_bytes() for f in (tmp_path / "plain").glob("ledger.sqlite*"))
+    db = sqlite3.connect(tmp_path / "enc" / "ledger.sqlite")
+    stored = [r[0] for r in db.execute("SELECT payload FROM events ORDER BY seq")]
+    db.close()
+    assert all(isinstance(b, bytes) and b.startswith(b"MLPGCM") for b in stored)
+    again = Ledger(tmp_path / "enc", key=_key_file(tmp_path / "k", key))  # a key file path works too; reopen verifies
+    assert [e.payload for e in again.events()] == [e.payload for e in plain.events()]
+    assert [e.hash for e in again.trace(hs[2])] == [e.hash for e in plain.trace(hs[2])]
+    assert again.verify(hs[2]).checked == 3 and again.verify().head == again.head()
+
+
+def test_encrypted_wrong_or_missing_key(tmp_path):
+    key = os.urandom(32)
+    _seed_events(Ledger(tmp_path / "enc", key=key))
+    Ledger(tmp_path / "plain").close()
+    wrong = os.urandom(32)
+    msgs = []
+    for kw, exc, text in [({}, DecryptionError, "is encrypted"), ({"key": wrong}, DecryptionError, "wrong key")]:
+        with pytest.raises(exc, match=text) as e:
+            Ledger(tmp_path / "enc", **kw)
+        msgs.append(str(e.value))
+    with pytest.raises(LedgerError, match="not encrypted") as e:
+        Ledger(tmp_path / "plain", key=key)
+    msgs.append(str(e.value))
+    for bad in [os.urandom(16), "x" * 32, 42]:
+        with pytest.raises((KeyFileError, LedgerError)):
+            Ledger(tmp_path / "enc", key=bad)
+    assert not any(k.hex() in m or k.hex().upper() in m for m in msgs for k in (key, wrong))
+    assert is_encrypted_ledger(tmp_path / "enc") and not is_encrypted_ledger(tmp_path / "plain")
+
+
+def _flip(path, seq, i):
+    db = sqlite3.connect(path / "ledger.sqlite")
+    db.execute("DROP TRIGGER IF EXISTS events_no_update")
+    blob = bytearray(db.execute("SELECT payload FROM events WHERE seq=?", (seq,)).fetchone()[0])
+    blob[i] ^= 0x01
+    db.execute("UPDATE events SET payload=? WHERE seq=?", (bytes(blob), seq))
+    db.commit()
+    db.close()
+    return len(blob)
+
+
+def test_altered_ciphertext_byte_names_the_event(tmp_path):
+    key = os.urandom(32)
+    hs = _chain_enc(tmp_path, key)
+    t = Ledger(tmp_path, key=key, verify=False)
+    n = _flip(tmp_path, 3, 0)
+    _flip(tmp_path, 3, 0)  # restore
+    for i in range(n):  # every byte of event #3's stored payload: magic, nonce, ciphertext, tag
+        _flip(tmp_path, 3, i)
+        with pytest.raises(DecryptionError, match=f"event #3 {hs[2]}") as e:
+            t.get(hs[2])
+        assert (e.value.seq, e.value.event) == (3, hs[2])
+        if i in (0, n // 2, n - 1):
+            with pytest.raises(DecryptionError, match="event #3"):
+                t.verify()
+            with pytest.raises(DecryptionError, match="event #3"):
+                t.trace(hs[-1])
+            with pytest.raises(DecryptionError, match="event #3"):
+                Ledger(tmp_path, key=key)  # reopening verifies
+        _flip(tmp_path, 3, i)
+    assert t.verify() and t.get(hs[2]).payload["metrics"] == {"step": 2, "loss": 0.5}
+    # a ciphertext moved to another row does not decrypt there (its AAD is its event hash)
+    _sql(tmp_path, "UPDATE events SET payload=(SELECT payload FROM events WHERE seq=2) WHERE seq=4")
+    with pytest.raises(DecryptionError, match=f"event #4 {hs[3]}"):
+        t.verify()
+    # a payload replaced by plaintext JSON is refused, not read
+    _sql(tmp_path, ("UPDATE events SET payload=? WHERE seq=4", ('{"metrics":{"step":3}}',)))
+    with pytest.raises(DecryptionError, match="event #4.*not ciphertext"):
+        t.get(hs[3])
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--key-file", str(_key_file(tmp_path / "k", key))]) == 1
+
+
+def _chain_enc(path, key, n=5):
+    t = Ledger(path, key=key)
+    hs = [t.record_training(TrainingRecord("r", "m", "v1", {"lr": 0.1}))]
+    for i in range(1, n):
+        hs.append(t.record_evaluation(EvaluationRecord(hs[-1], {"step": i, "loss": 1 / i})))
+    t.close()
+    return hs
+
+
+def test_encrypted_cli(tmp_path, capsys, monkeypatch):
+    key = os.urandom(32)
+    enc, plain = tmp_path / "enc", tmp_path / "plain"
+    hs = _chain_enc(enc, key, 3)
+    _chain(plain, 2)
+    kf = _key_file(tmp_path / "ledger.key", key)
+    monkeypatch.delenv("ML_PROVENANCE_KEY", raising=False)
+    assert cli_run(["ledger", "verify", "--path", str(enc), "--key-file", str(kf)]) == 0
+    assert cli_run(["ledger", "trace", hs[2][:12], "--path", str(enc), "--key-file", str(kf)]) == 0
+    assert cli_run(["ledger", "verify", "--path", str(enc)]) == 2  # no key
+    assert cli_run(["ledger", "verify", "--path", str(enc),
+                    "--key-file", str(_key_file(tmp_path / "wrong.key", os.urandom(32)))]) == 2
+    assert cli_run(["ledger", "verify", "--path", str(plain), "--key-file", str(kf)]) == 2  # explicit key: refused
+    monkeypatch.setenv("ML_PROVENANCE_KEY", key.hex())
+    assert cli_run(["ledger", "show", "--path", str(enc)]) == 0
+    assert cli_run(["ledger", "verify", "--path", str(plain)]) == 0  # env key, plaintext ledger: ignored with a note
+    out = capsys.readouterr()
+    assert "not encrypted; the key is not used" in out.err and hs[0][:16] in out.out
+    assert key.hex() not in out.out + out.err
+
+
+# ---------------------------------------------------------------- signed ledger head
+@pytest.fixture(scope="module")
+def head_keys(tmp_path_factory):
+    from ml_provenance.provenance.signing import generate_keypair
+    d = tmp_path_factory.mktemp("keys")
+    return generate_keypair(d, "ops"), generate_keypair(d, "evil")
+
+
+def test_signed_head_detects_tail_truncation(tmp_path, head_keys, capsys):
+    (priv, pub), _ = head_keys
+    hs = _chain(tmp_path, 5)
+    t = Ledger(tmp_path)
+    sig = t.sign_head(priv)
+    assert sig == tmp_path / HEAD_SIG_NAME and json.loads(sig.read_text())["seq"] == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic write leaves no temp file
+    assert t.verify_head(pub) and t.verify_head(pub).events_after == 0
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--public-key", str(pub)]) == 0
+    hs.append(t.record_evaluation(EvaluationRecord(hs[-1], {"step": 6})))
+    hs.append(t.record_evaluation(EvaluationRecord(hs[-1], {"step": 7})))
+    hc = t.verify_head(pub)
+    assert hc.ok and hc.events_after == 2 and "2 events after the signed head" in hc.reason
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--public-key", str(pub)]) == 0
+    assert "2 events after the signed head" in capsys.readouterr().out
+    _sql(tmp_path, "DELETE FROM events WHERE seq >= 4")  # cut 4 events off the end: 2 signed, 2 unsigned
+    assert t.verify() and len(t) == 3  # the hashes alone cannot see it
+    hc = t.verify_head(pub)
+    assert not hc and "2 event(s) removed from the end" in hc.reason, hc
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--public-key", str(pub)]) == 1
+    assert "removed from the end" in capsys.readouterr().out
+    # refill to the signed length with different events: same length, different head
+    t.record_dataset(DatasetRecord("x", "1"))
+    t.record_dataset(DatasetRecord("y", "1"))
+    hc = t.verify_head(pub)
+    assert not hc and "rewritten" in hc.reason, hc
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path)]) == 0  # unsigned verify passes, but says so loudly
+    assert "cannot be detected" in capsys.readouterr().err
+
+
+def test_forged_head_signature_is_rejected(tmp_path, head_keys):
+    (priv, pub), (evil_priv, _) = head_keys
+    from ml_provenance.provenance.signing import sign_ledger_head
+    _chain(tmp_path, 4)
+    t = Ledger(tmp_path)
+    f = t.sign_head(priv)
+    good = json.loads(f.read_text())
+    _sql(tmp_path, "DELETE FROM events WHERE seq = 4")
+    assert t.verify() and not t.verify_head(pub)
+    head = t.head()
+    forgeries = {
+        "re-signed by another key": dict(good, seq=3, head=head, signature=sign_ledger_head(head, evil_priv)),
+        "head and seq edited": dict(good, seq=3, head=head, signature=dict(good["signature"], signed=head)),
+        "signature bytes edited": dict(good, seq=3, head=head, signature=dict(
+            good["signature"], signed=head, signature=("0" if good["signature"]["signature"][0] != "0" else "1")
+            + good["signature"]["signature"][1:])),
+        "seq hint moved": dict(good, seq=3),
+        "not a dict": [1, 2],
+        "seq missing": {k: v for k, v in good.items() if k != "seq"},
+    }
+    for name, doc in forgeries.items():
+        f.write_text(json.dumps(doc))
+        hc = t.verify_head(pub)
+        assert not hc and isinstance(hc, HeadCheck), (name, hc)
+        assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--public-key", str(pub)]) == 1, name
+    f.write_text(json.dumps(forgeries["re-signed by another key"]))
+    assert "but the trusted key is" in t.verify_head(pub).reason
+    f.write_text("{not json")
+    assert "unreadable" in t.verify_head(pub).reason
+    f.unlink()
+    assert "no signed head" in t.verify_head(pub).reason
+    assert cli_run(["ledger", "verify", "--path", str(tmp_path), "--public-key", str(tmp_path / "missing.pub")]) == 2
+    _sql(tmp_path, "UPDATE events SET payload=replace(payload, '\"step\":2', '\"step\":9') WHERE seq=3")
+    with pytest.raises(LedgerError, match="damaged ledger"):
+        t.sign_head(priv)  # never sign over damage
+
+
+def test_sign_head_of_encrypted_ledger_and_cli_sign(tmp_path, head_keys):
+    import argparse
+    from ml_provenance.provenance.ledger import cmd_ledger
+    (priv, pub), _ = head_keys
+    key = os.urandom(32)
+    _chain_enc(tmp_path, key, 3)
+    ns = argparse.Namespace(action="sign", hash=None, path=str(tmp_path), public_key=None,
+                            key_file=str(_key_file(tmp_path.parent / "sign-enc.key", key)), sign_key=str(priv))
+    assert cmd_ledger(ns) == 0
+    assert json.loads((tmp_path / HEAD_SIG_NAME).read_text())["seq"] == 3
+    assert Ledger(tmp_path, key=key).verify_head(pub).ok
+    with pytest.raises(LedgerError, match="--sign-key"):
+        cmd_ledger(argparse.Namespace(**{**vars(ns), "sign_key": None}))

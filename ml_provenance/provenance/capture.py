@@ -10,7 +10,7 @@ __all__ = ['TOKENIZER_FILES', 'NAMED_FILES', 'IGNORED_DIRS', 'DTYPE_BITS', 'MAX_
            'hash_safetensors', 'hash_model_file', 'ModelScan', 'scan_model', 'system_info', 'model_architecture',
            'write_component_files', 'capture_provenance', 'cmd_record']
 
-# %% ../../nbs/03_capture.ipynb #5ccfa5bd
+# %% ../../nbs/03_capture.ipynb #9b37dca7
 import json
 import os
 import platform
@@ -27,7 +27,7 @@ from .errors import (CorruptedDataError, MissingComponentError, ProvenanceError,
 from .hash_config import CHUNK, Digest, HashConfig
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_json
 
-# %% ../../nbs/03_capture.ipynb #07366d5f
+# %% ../../nbs/03_capture.ipynb #653738c0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer.model", "vocab.txt")
 # top-level file name -> component; everything else (config.json, generation_config.json, training_config.json,
@@ -45,9 +45,16 @@ def component_of(relpath:str, # path relative to the model directory, `/`-separa
     if len(p.parts) == 1: return NAMED_FILES.get(p.name, "config")
     return "config"
 
-# %% ../../nbs/03_capture.ipynb #946314fc
+# %% ../../nbs/03_capture.ipynb #e8186696
 def _inside(path:Path, root:Path) -> bool:
     return path == root or root in path.parents
+
+def _open(path:Path):
+    "Open a listed (already resolved) file without following a symlink swapped in since listing."
+    try: return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb", buffering=0)
+    except OSError as e:
+        if os.path.islink(path): raise UnsafePathError(str(path), "model directory (became a symlink)") from None
+        raise e
 
 def safe_path(root:str|os.PathLike, # model directory
               relpath:str, # relative `/`-separated path inside it
@@ -62,7 +69,7 @@ def safe_path(root:str|os.PathLike, # model directory
     if not _inside(full, r): raise UnsafePathError(relpath, str(root))
     return full
 
-# %% ../../nbs/03_capture.ipynb #0b013698
+# %% ../../nbs/03_capture.ipynb #9ce08603
 def list_model_files(model_dir:str|os.PathLike, # model directory
                     ) -> list[tuple[str, Path]]:
     "Sorted `(relpath, resolved path)` of every file of `model_dir`, checked to stay inside it."
@@ -88,7 +95,7 @@ def list_model_files(model_dir:str|os.PathLike, # model directory
             out.append((rel, Path(os.path.realpath(full))))
     return sorted(out)
 
-# %% ../../nbs/03_capture.ipynb #1132722f
+# %% ../../nbs/03_capture.ipynb #3c190927
 # bits per element (safetensors spec, incl. the float8/float6/float4 types of recent versions)
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
@@ -113,7 +120,7 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if n < 2 or n > MAX_HEADER or n > size - 8: raise CorruptedDataError(name, f"invalid safetensors header length {n}")
     raw = f.read(n)
     try: hdr = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_dups)
-    except (UnicodeDecodeError, ValueError) as e: raise CorruptedDataError(name, f"safetensors header is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e: raise CorruptedDataError(name, f"safetensors header is not valid JSON ({e})") from None
     if not isinstance(hdr, dict): raise CorruptedDataError(name, "safetensors header is not a JSON object")
     meta = hdr.pop("__metadata__", None)
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
@@ -140,7 +147,7 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if pos != size - 8 - n: raise CorruptedDataError(name, f"data region is {size - 8 - n} bytes, tensors cover {pos}")
     return pre + raw, meta or {}, tensors
 
-# %% ../../nbs/03_capture.ipynb #9eeb6daa
+# %% ../../nbs/03_capture.ipynb #0044c495
 HEADER_SUFFIX = "#header"
 
 def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked to be inside the model dir)
@@ -153,7 +160,7 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     mv = memoryview(buf)
     leaves = {}
     try:
-        with open(path, "rb", buffering=0) as f:
+        with _open(path) as f:
             size = os.fstat(f.fileno()).st_size
             raw, meta, tensors = read_safetensors_header(f, size, relpath)
             if file_hasher is not None: file_hasher.update(raw)
@@ -172,11 +179,11 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     leaves[relpath + HEADER_SUFFIX] = canonical_json({"file": relpath, "header": hd, "metadata": meta})
     return leaves
 
-# %% ../../nbs/03_capture.ipynb #cd6f41c1
+# %% ../../nbs/03_capture.ipynb #4428eb9d
 def _hash_plain(path:Path, cfg:HashConfig) -> str:
     h, buf = cfg.new(), bytearray(CHUNK)
     mv = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    with _open(path) as f:
         while k := f.readinto(buf): h.update(mv[:k])
     return str(Digest(cfg.algorithm, h.hexdigest()))
 
@@ -193,7 +200,7 @@ def hash_model_file(path:Path, # resolved file path
     if fh is not None: out["digest"] = str(Digest(cfg.algorithm, fh.hexdigest()))
     return out
 
-# %% ../../nbs/03_capture.ipynb #f6ea3d39
+# %% ../../nbs/03_capture.ipynb #b28d4a52
 class ModelScan:
     "Leaf data of a model directory: `components` (non-weights), `tensors`, per-file `files` records."
     def __init__(self, algorithm:str, components:dict, tensors:dict, files:dict):
@@ -230,7 +237,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     comps = {c: canonical_json(v) for c, v in per_comp.items()}
     return ModelScan(cfg.algorithm, comps, tensors, files)
 
-# %% ../../nbs/03_capture.ipynb #e6bb255d
+# %% ../../nbs/03_capture.ipynb #829da49d
 def _version(pkg:str) -> str|None:
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
@@ -263,7 +270,7 @@ def system_info(world_size:int=1, # number of training processes (distributed ru
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpus": _gpus(), "git_commit": _git_commit(),
             "world_size": int(world_size)}
 
-# %% ../../nbs/03_capture.ipynb #478df01c
+# %% ../../nbs/03_capture.ipynb #7b527bf6
 def _arch_from_model(model) -> dict:
     layers, seen = [], set()
     for name, m in model.named_modules():
@@ -276,8 +283,9 @@ def _arch_from_model(model) -> dict:
     return {"name": arch, "layers": layers, "total_parameters": sum(p.numel() for p in model.parameters())}
 
 def _read_json(path:Path, rel:str):
-    try: return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError) as e: raise CorruptedDataError(rel, f"not valid JSON ({e})") from None
+    try:
+        with _open(path) as f: return json.loads(f.read())
+    except (ValueError, RecursionError) as e: raise CorruptedDataError(rel, f"not valid JSON ({type(e).__name__})") from None
 
 def _arch_from_dir(model_dir) -> dict:
     files = list_model_files(model_dir)
@@ -287,7 +295,7 @@ def _arch_from_dir(model_dir) -> dict:
     groups = {}
     for rel, path in files:
         if component_of(rel) != "weights": continue
-        with open(path, "rb") as f:
+        with _open(path) as f:
             _, _, tensors = read_safetensors_header(f, os.fstat(f.fileno()).st_size, rel)
         for t, _, shape, _, _ in tensors:
             mod, _, leaf = t.rpartition(".")
@@ -308,7 +316,7 @@ def model_architecture(model_or_dir, # a transformers/torch model, or a model di
     if not hasattr(model_or_dir, "named_modules"): raise CorruptedDataError("model", f"not a model: {type(model_or_dir).__name__}")
     return _arch_from_model(model_or_dir)
 
-# %% ../../nbs/03_capture.ipynb #5cd7ccb8
+# %% ../../nbs/03_capture.ipynb #72a7adec
 from .store import atomic_write_json, new_version
 
 def _plain(x):
@@ -344,7 +352,7 @@ def write_component_files(model_dir:str|os.PathLike, # model directory (must exi
         out.append(COMPONENT_FILE_NAMES[k])
     return out
 
-# %% ../../nbs/03_capture.ipynb #7f640d31
+# %% ../../nbs/03_capture.ipynb #a504f606
 ABSENT_SECTION = {"absent": True}
 
 def _section(files:dict, rel:str):
@@ -388,7 +396,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
             "safety_config": sf.get("config", dict(ABSENT_SECTION)), "safety_metrics": sf.get("metrics", dict(ABSENT_SECTION)),
             "merkle": merkle}
 
-# %% ../../nbs/03_capture.ipynb #55b49caa
+# %% ../../nbs/03_capture.ipynb #bbe0c3b9
 def cmd_record(args) -> int:
     "`ml-provenance record --model-path DIR --provenance-path FILE`: capture and save provenance, print the root."
     doc = capture_provenance(args.model_path, algorithm=getattr(args, "algorithm", "sha256") or "sha256")

@@ -10,7 +10,7 @@ __all__ = ['TOKENIZER_FILES', 'NAMED_FILES', 'IGNORED_DIRS', 'DTYPE_BITS', 'MAX_
            'hash_safetensors', 'hash_model_file', 'ModelScan', 'scan_model', 'system_info', 'model_architecture',
            'write_component_files', 'capture_provenance', 'cmd_record']
 
-# %% ../../nbs/03_capture.ipynb #9b37dca7
+# %% ../../nbs/03_capture.ipynb #5d1eb2f4
 import json
 import os
 import platform
@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -27,7 +28,7 @@ from .errors import (CorruptedDataError, MissingComponentError, ProvenanceError,
 from .hash_config import CHUNK, Digest, HashConfig
 from .merkle_tree import COMPONENTS, MLProvenanceMerkleTree, canonical_json
 
-# %% ../../nbs/03_capture.ipynb #653738c0
+# %% ../../nbs/03_capture.ipynb #7bbb1dd8
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer.model", "vocab.txt")
 # top-level file name -> component; everything else (config.json, generation_config.json, training_config.json,
@@ -45,7 +46,7 @@ def component_of(relpath:str, # path relative to the model directory, `/`-separa
     if len(p.parts) == 1: return NAMED_FILES.get(p.name, "config")
     return "config"
 
-# %% ../../nbs/03_capture.ipynb #e8186696
+# %% ../../nbs/03_capture.ipynb #fa1e1f88
 def _inside(path:Path, root:Path) -> bool:
     return path == root or root in path.parents
 
@@ -69,7 +70,7 @@ def safe_path(root:str|os.PathLike, # model directory
     if not _inside(full, r): raise UnsafePathError(relpath, str(root))
     return full
 
-# %% ../../nbs/03_capture.ipynb #9ce08603
+# %% ../../nbs/03_capture.ipynb #62217baa
 def list_model_files(model_dir:str|os.PathLike, # model directory
                     ) -> list[tuple[str, Path]]:
     "Sorted `(relpath, resolved path)` of every file of `model_dir`, checked to stay inside it."
@@ -95,7 +96,7 @@ def list_model_files(model_dir:str|os.PathLike, # model directory
             out.append((rel, Path(os.path.realpath(full))))
     return sorted(out)
 
-# %% ../../nbs/03_capture.ipynb #3c190927
+# %% ../../nbs/03_capture.ipynb #f3734c94
 # bits per element (safetensors spec, incl. the float8/float6/float4 types of recent versions)
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
               "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
@@ -147,7 +148,7 @@ def read_safetensors_header(f, # binary file object positioned at 0
     if pos != size - 8 - n: raise CorruptedDataError(name, f"data region is {size - 8 - n} bytes, tensors cover {pos}")
     return pre + raw, meta or {}, tensors
 
-# %% ../../nbs/03_capture.ipynb #0044c495
+# %% ../../nbs/03_capture.ipynb #abbc6909
 HEADER_SUFFIX = "#header"
 
 def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked to be inside the model dir)
@@ -179,7 +180,7 @@ def hash_safetensors(path:str|os.PathLike, # safetensors file (already checked t
     leaves[relpath + HEADER_SUFFIX] = canonical_json({"file": relpath, "header": hd, "metadata": meta})
     return leaves
 
-# %% ../../nbs/03_capture.ipynb #4428eb9d
+# %% ../../nbs/03_capture.ipynb #34e2afd7
 def _hash_plain(path:Path, cfg:HashConfig) -> str:
     h, buf = cfg.new(), bytearray(CHUNK)
     mv = memoryview(buf)
@@ -200,11 +201,14 @@ def hash_model_file(path:Path, # resolved file path
     if fh is not None: out["digest"] = str(Digest(cfg.algorithm, fh.hexdigest()))
     return out
 
-# %% ../../nbs/03_capture.ipynb #b28d4a52
+# %% ../../nbs/03_capture.ipynb #389380d7
+@dataclass(frozen=True)
 class ModelScan:
     "Leaf data of a model directory: `components` (non-weights), `tensors`, per-file `files` records."
-    def __init__(self, algorithm:str, components:dict, tensors:dict, files:dict):
-        self.algorithm, self.components, self.tensors, self.files = algorithm, components, tensors, files
+    algorithm:str # hash algorithm really used
+    components:dict # component -> leaf data (canonical JSON of {relpath: digest}); absent components left out
+    tensors:dict # tensor name (or `<file>#header`) -> leaf data
+    files:dict # relpath -> {component, digest and/or leaves_digest}
     def tree(self) -> MLProvenanceMerkleTree:
         "The Merkle tree over this scan."
         return MLProvenanceMerkleTree(self.components, self.tensors, self.algorithm)
@@ -237,7 +241,7 @@ def scan_model(model_dir:str|os.PathLike, # model directory
     comps = {c: canonical_json(v) for c, v in per_comp.items()}
     return ModelScan(cfg.algorithm, comps, tensors, files)
 
-# %% ../../nbs/03_capture.ipynb #829da49d
+# %% ../../nbs/03_capture.ipynb #fd7a74bf
 def _version(pkg:str) -> str|None:
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
@@ -270,7 +274,7 @@ def system_info(world_size:int=1, # number of training processes (distributed ru
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpus": _gpus(), "git_commit": _git_commit(),
             "world_size": int(world_size)}
 
-# %% ../../nbs/03_capture.ipynb #7b527bf6
+# %% ../../nbs/03_capture.ipynb #fc1f3b98
 def _arch_from_model(model) -> dict:
     layers, seen = [], set()
     for name, m in model.named_modules():
@@ -316,7 +320,7 @@ def model_architecture(model_or_dir, # a transformers/torch model, or a model di
     if not hasattr(model_or_dir, "named_modules"): raise CorruptedDataError("model", f"not a model: {type(model_or_dir).__name__}")
     return _arch_from_model(model_or_dir)
 
-# %% ../../nbs/03_capture.ipynb #72a7adec
+# %% ../../nbs/03_capture.ipynb #41a52afe
 from .store import atomic_write_json, new_version
 
 def _plain(x):
@@ -352,7 +356,7 @@ def write_component_files(model_dir:str|os.PathLike, # model directory (must exi
         out.append(COMPONENT_FILE_NAMES[k])
     return out
 
-# %% ../../nbs/03_capture.ipynb #a504f606
+# %% ../../nbs/03_capture.ipynb #e8025fe7
 ABSENT_SECTION = {"absent": True}
 
 def _section(files:dict, rel:str):
@@ -396,7 +400,7 @@ def capture_provenance(model_dir:str|os.PathLike, # model directory (safetensors
             "safety_config": sf.get("config", dict(ABSENT_SECTION)), "safety_metrics": sf.get("metrics", dict(ABSENT_SECTION)),
             "merkle": merkle}
 
-# %% ../../nbs/03_capture.ipynb #bbe0c3b9
+# %% ../../nbs/03_capture.ipynb #40278057
 def cmd_record(args) -> int:
     "`ml-provenance record --model-path DIR --provenance-path FILE`: capture and save provenance, print the root."
     doc = capture_provenance(args.model_path, algorithm=getattr(args, "algorithm", "sha256") or "sha256")

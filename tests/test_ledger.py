@@ -610,3 +610,28 @@ def test_sign_head_of_encrypted_ledger_and_cli_sign(tmp_path, head_keys):
     assert Ledger(tmp_path, key=key).verify_head(pub).ok
     with pytest.raises(LedgerError, match="--sign-key"):
         cmd_ledger(argparse.Namespace(**{**vars(ns), "sign_key": None}))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.one_of(st.none(), st.binary(max_size=40), st.text(max_size=40), st.integers(), st.lists(st.integers())),
+       blob=st.one_of(st.binary(max_size=80), st.binary(max_size=60).map(lambda b: b"MLPGCM\x00\x01" + b),
+                      st.text(max_size=40), st.integers(-2**63, 2**63 - 1)))
+def test_fuzz_encrypted_keys_and_ciphertexts_raise_only_typed_errors(tmp_path_factory, key, blob):
+    if "enc" not in _FUZZ:
+        d = tmp_path_factory.mktemp("enc-fuzz")
+        _FUZZ["enc_key"] = os.urandom(32)
+        _FUZZ["enc_hashes"] = _chain_enc(d, _FUZZ["enc_key"], 3)
+        _FUZZ["enc"] = d
+        _FUZZ["enc_open"] = Ledger(d, key=_FUZZ["enc_key"], verify=False)
+    d, t, hs = _FUZZ["enc"], _FUZZ["enc_open"], _FUZZ["enc_hashes"]
+    try:
+        Ledger(d, key=key, verify=False).close()
+        assert key == _FUZZ["enc_key"]  # only the right key opens it
+    except (KeyFileError, DecryptionError, LedgerError):
+        pass
+    _sql(d, ("UPDATE events SET payload=? WHERE seq=2", (blob,)))  # any stored value in place of a ciphertext
+    with pytest.raises(DecryptionError, match=f"event #2 {hs[1]}"):
+        t.get(hs[1])
+    with pytest.raises(DecryptionError, match="event #2"):
+        t.verify()
+    assert t.get(hs[0]).seq == 1

@@ -1,4 +1,4 @@
-"""A tamper-evident, append-only DAG of training, dataset, evaluation, prediction and deployment events: every event's SHA-256 commits to its parents, every row is chained to the one before it.
+"""A tamper-evident, append-only DAG of training, dataset, evaluation, prediction and deployment events: every event's SHA-256 commits to its parents, every row is chained to the one before it; payloads optionally encrypted at rest (AES-256-GCM), the head optionally signed (Ed25519).
 
 Docs: https://mlprov.github.io/ml_provenance/ledger.html.md"""
 
@@ -10,7 +10,7 @@ __all__ = ['EVENT_TYPES', 'GENESIS', 'RECORDS', 'STORE_NAME', 'FORMAT', 'HEAD_SI
            'PredictionRecord', 'DeploymentRecord', 'Event', 'VerifyResult', 'Ledger', 'HeadCheck',
            'is_encrypted_ledger', 'cmd_ledger']
 
-# %% ../../nbs/05_ledger.ipynb #bd537b4a
+# %% ../../nbs/05_ledger.ipynb #003964a5
 import datetime as _dt
 import hashlib
 import json
@@ -27,7 +27,7 @@ from .errors import DecryptionError, KeyFileError, LedgerError, SignatureError
 from .signing import (load_public_key, sign_ledger_head, verify_ledger_head_signature,
                                              write_secret_file)
 
-# %% ../../nbs/05_ledger.ipynb #943cbc45
+# %% ../../nbs/05_ledger.ipynb #d3d76225
 def _canon(v, where:str="$"):
     "Normalise `v` to plain JSON types or raise `LedgerError` naming where the bad value is."
     t = type(v)
@@ -56,7 +56,7 @@ def canonical_json(obj) -> bytes:
     except UnicodeEncodeError as e: raise LedgerError(f"string is not valid Unicode text ({e.reason})") from None
     except RecursionError: raise LedgerError("value is nested too deeply") from None
 
-# %% ../../nbs/05_ledger.ipynb #e401abac
+# %% ../../nbs/05_ledger.ipynb #30ea44f3
 EVENT_TYPES = ("training", "dataset", "evaluation", "prediction", "deployment")
 GENESIS = "0" * 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -98,7 +98,7 @@ def link_hash(seq:int, # position in the ledger, from 1
     body = canonical_json({"hash": hash, "prev": prev, "recorded_at": recorded_at, "seq": seq})
     return hashlib.sha256(_LINK_TAG + body).hexdigest()
 
-# %% ../../nbs/05_ledger.ipynb #d8065896
+# %% ../../nbs/05_ledger.ipynb #977227c0
 def _need(rec, name:str, ok:bool, what:str):
     if not ok: raise LedgerError(f"{type(rec).__name__}.{name} must be {what}, got {getattr(rec, name)!r:.80}")
 
@@ -177,7 +177,7 @@ class DeploymentRecord:
 RECORDS = {"training": TrainingRecord, "dataset": DatasetRecord, "evaluation": EvaluationRecord,
            "prediction": PredictionRecord, "deployment": DeploymentRecord}
 
-# %% ../../nbs/05_ledger.ipynb #8cdfec4d
+# %% ../../nbs/05_ledger.ipynb #c1dec88f
 def _short(h): return (h or "")[:12]
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class VerifyResult:
         return f"VerifyResult(BROKEN at #{self.first_bad_seq} {_short(self.first_bad)}: {self.reason})"
     def _repr_markdown_(self): return ("✅ " if self.ok else "❌ ") + repr(self)
 
-# %% ../../nbs/05_ledger.ipynb #4fbc37cf
+# %% ../../nbs/05_ledger.ipynb #2e377906
 STORE_NAME, FORMAT = "ledger.sqlite", "ml_provenance.ledger/1"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -247,7 +247,7 @@ def _row_problem(row, prev_link:str|None, parent_seq:dict) -> str|None:
         if parent_seq.get(p, seq) >= seq: return f"parent {_short(p)} is not an earlier event (unknown, or a cycle)"
     return None
 
-# %% ../../nbs/05_ledger.ipynb #62cbaf60
+# %% ../../nbs/05_ledger.ipynb #b018d3fa
 _PAYLOAD_AAD = b"ml_provenance/ledger/payload/v1\n"
 _KEY_CHECK, _KEY_CHECK_AAD = b"ml_provenance ledger key check", b"ml_provenance/ledger/key-check/v1\n"
 _AES = "aes-256-gcm"
@@ -255,7 +255,9 @@ _AES = "aes-256-gcm"
 def _as_key(key) -> bytes|None:
     "A 32-byte AES key from bytes or a key file path; None stays None (plaintext)."
     if key is None: return None
-    if isinstance(key, (str, Path)): key = load_key(key)
+    if isinstance(key, (str, Path)):
+        try: key = load_key(key)
+        except ValueError: raise KeyFileError(f"key file path {str(key)[:60]!r} is not a valid path") from None  # e.g. NUL
     if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
         got = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray)) else f"a {type(key).__name__}"
         raise KeyFileError(f"a ledger key is 32 bytes (AES-256, from encryption.load_key) or a key file path, got {got}")
@@ -300,7 +302,7 @@ def _unseal(key:bytes|None, row, file):
     err.seq, err.event = seq, h
     raise err
 
-# %% ../../nbs/05_ledger.ipynb #de0c375c
+# %% ../../nbs/05_ledger.ipynb #ca1274a1
 class Ledger:
     "Append-only lifecycle DAG stored in `<path>/ledger.sqlite`; reopening verifies it."
     def __init__(self,
@@ -382,7 +384,7 @@ def _on_ledger(f):
     setattr(Ledger, name, f)
     return f
 
-# %% ../../nbs/05_ledger.ipynb #eed8c732
+# %% ../../nbs/05_ledger.ipynb #e0cf4aa6
 @_on_ledger
 def _ledger__append(self, type:str, payload:dict, parents:list[str]) -> str:
     pj = canonical_json(payload)
@@ -452,7 +454,7 @@ def _ledger_batch(self):
     "Context manager: appends inside share one transaction (one fsync; all or nothing)."
     with self._sql(), self._write(): yield self
 
-# %% ../../nbs/05_ledger.ipynb #405e5a23
+# %% ../../nbs/05_ledger.ipynb #6e117aa5
 def _event(row) -> Event:
     seq, h, t, pj, parj, ts, prev, link = row
     try: return Event(h, t, json.loads(pj), tuple(json.loads(parj)), seq, ts, prev, link)
@@ -523,7 +525,7 @@ def _ledger_trace(self, h:str) -> list[Event]:
     if problem: raise LedgerError(f"cannot trace {_short(h)}: event #{problem[0]} {problem[1]}: {problem[2]}; run verify")
     return [_event(r) for r in rows]
 
-# %% ../../nbs/05_ledger.ipynb #0f4635d4
+# %% ../../nbs/05_ledger.ipynb #beb3813c
 @_on_ledger
 def _ledger_verify(self, h:str|None=None) -> VerifyResult:
     "Re-derive every hash (of the whole ledger, or of `h`'s trace) and report the first broken event."
@@ -563,7 +565,7 @@ def _result(n, bad, head):
     seq, h, why = min(bad)
     return VerifyResult(False, n, h, seq, why, head)
 
-# %% ../../nbs/05_ledger.ipynb #21b01a06
+# %% ../../nbs/05_ledger.ipynb #e2f598c6
 HEAD_SIG_NAME, HEAD_SIG_FORMAT = "ledger.head.sig.json", "ml_provenance.ledger-head-signature/1"
 TRUNCATION_WARNING = ("WARNING: no --public-key: events cut off the END of the ledger cannot be detected (what is left "
                       "is still a valid ledger). Sign the head (Ledger.sign_head) and verify with --public-key.")
@@ -621,7 +623,7 @@ def _ledger_verify_head(self,
     return HeadCheck(True, f"head #{seq} {_short(head)} signed by pinned key {chk.key_id} is intact{after}",
                      seq, n - seq, chk.key_id)
 
-# %% ../../nbs/05_ledger.ipynb #36c6d32a
+# %% ../../nbs/05_ledger.ipynb #7a23081d
 _COLORS = {"training": "tab:blue", "dataset": "tab:green", "evaluation": "tab:orange",
            "prediction": "tab:purple", "deployment": "tab:red"}
 
@@ -658,7 +660,7 @@ def _ledger_plot(self,
     plt.close(fig)
     return fig
 
-# %% ../../nbs/05_ledger.ipynb #ee5e4ab0
+# %% ../../nbs/05_ledger.ipynb #89bdca47
 def _line(e:Event) -> str:
     return f"#{e.seq:<5} {e.hash[:16]}  {e.type:<10}  <- {', '.join(p[:16] for p in e.parents) or '(root)'}"
 

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -32,6 +33,14 @@ def _provenance(model_dir):
                               data_provenance={"train": {"samples": 3, "statistics": {"mean": 4.0}}},
                               safety_metrics={"passed_checks": 9, "total_checks": 10, "content_warnings": 0,
                                               "failed_checks": 1})
+
+
+def _put(path, data, mode=0o600):
+    "Plain (not fsynced) write for fuzz loops: durability is not under test there, and fsync costs ms each."
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+    return path
 
 
 @pytest.fixture()
@@ -104,6 +113,35 @@ def test_readable_private_key_is_refused_like_ssh(keys, mode):
         signing.sign_root("ab" * 32, priv)
     priv.chmod(0o600)
     assert isinstance(signing.load_private_key(priv), Ed25519PrivateKey)
+
+
+def test_keys_of_another_type_are_refused(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    k = ec.generate_private_key(ec.SECP256R1())
+    f = signing.write_secret_file(tmp_path / "ec.key", k.private_bytes(
+        signing.serialization.Encoding.PEM, signing.serialization.PrivateFormat.PKCS8,
+        signing.serialization.NoEncryption()))
+    with pytest.raises(KeyFileError, match="not an Ed25519 private key"):
+        signing.load_private_key(f)
+    g = signing.write_secret_file(tmp_path / "ec.pub", k.public_key().public_bytes(
+        signing.serialization.Encoding.PEM, signing.serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    with pytest.raises(KeyFileError, match="not an Ed25519 public key"):
+        signing.load_public_key(g)
+    with pytest.raises(KeyFileError, match="does not exist"):
+        signing.load_private_key(tmp_path / "missing.key")
+
+
+def test_every_damaged_byte_of_a_key_file_is_a_key_file_error(keys, tmp_path):
+    # regression: OpenSSL reports some damaged PEMs as InternalError (found by the fuzz test below)
+    for src, load, mode in ((keys[0], signing.load_private_key, 0o600), (keys[1], signing.load_public_key, 0o644)):
+        pem = src.read_bytes()
+        for i in range(len(pem)):
+            for bit in (0x01, 0x40):
+                f = _put(tmp_path / "k", pem[:i] + bytes([pem[i] ^ bit]) + pem[i + 1:], mode)
+                try:
+                    load(f)  # some flips only touch the PEM armour's case or padding and still load
+                except KeyFileError:
+                    pass
 
 
 def test_keygen_modes_and_no_silent_overwrite(tmp_path):
@@ -248,9 +286,14 @@ def test_exports_of_a_captured_provenance(model_dir, keys):
     st_ = attest.to_in_toto(doc)
     assert st_["_type"] == "https://in-toto.io/Statement/v1" and st_["predicateType"]
     names = {s["name"]: s["digest"] for s in st_["subject"]}
-    for f in ("config.json", "metrics.json", "data_provenance.json"):  # real file hashes, checkable with sha256sum
+    for f in ("model.safetensors", "config.json", "metrics.json", "data_provenance.json"):  # checkable with sha256sum
         assert names[f] == {"sha256": hashlib.sha256((model_dir / f).read_bytes()).hexdigest()}, f
-    assert list(names["model.safetensors"]) == ["ml_provenance-tensor-leaves-sha256"]
+    # an older record without the whole-file digest: the tensor-leaf digest is labelled, never passed off as sha256
+    old = {**doc, "merkle": {**doc["merkle"], "files": {**doc["merkle"]["files"]}}}
+    old["merkle"]["files"]["model.safetensors"] = {k: v for k, v in old["merkle"]["files"]["model.safetensors"].items()
+                                                   if k != "digest"}
+    subj = {s["name"]: s["digest"] for s in attest.to_in_toto(old)["subject"]}
+    assert list(subj["model.safetensors"]) == ["ml_provenance-tensor-leaves-sha256"]
     assert names["gpt2#merkle-root"] == {"sha256": doc["merkle"]["root"]}
     slsa = attest.to_slsa(doc)
     p = slsa["predicate"]
@@ -310,12 +353,25 @@ blobs = st.one_of(st.binary(max_size=200),
                   st.builds(lambda i, b: _BLOB[:i] + bytes([b]) + _BLOB[i + 1:], st.integers(0, len(_BLOB) - 1),
                             st.integers(0, 255)),
                   st.builds(lambda n: _BLOB[:n], st.integers(0, len(_BLOB))), st.just(_BLOB + b"!"))
+_PEM = signing.serialization
+_PRIV_PEM = _SK.private_bytes(_PEM.Encoding.PEM, _PEM.PrivateFormat.PKCS8, _PEM.NoEncryption())
 keys_ = st.one_of(st.binary(max_size=80), st.text(max_size=80).map(lambda s: s.encode()),
-                  st.binary(min_size=32, max_size=32).map(lambda b: b.hex().encode()))
+                  st.binary(min_size=32, max_size=32).map(lambda b: b.hex().encode()),
+                  st.builds(lambda i, b: _PRIV_PEM[:i] + bytes([b]) + _PRIV_PEM[i + 1:],
+                            st.integers(0, len(_PRIV_PEM) - 1), st.integers(0, 255)))
+
+
+_KEYDIR = tempfile.mkdtemp()
 
 
 def _fuzz_one(blob, key_text, sig, root):
     outcomes = []
+    kp = _put(os.path.join(_KEYDIR, "fuzz.pem"), key_text)
+    for load in (signing.load_private_key, signing.load_public_key):
+        try:
+            load(kp)
+        except KeyFileError:
+            pass
     try:
         pt = encryption.decrypt_bytes(blob, _KEY)
         assert blob == _BLOB and pt == b'{"a": 1}'  # only the untouched blob may decrypt

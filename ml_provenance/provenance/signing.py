@@ -9,7 +9,7 @@ __all__ = ['ROOT_DOMAIN', 'HEAD_DOMAIN', 'write_secret_file', 'check_secret_mode
            'load_private_key', 'load_public_key', 'sign_root', 'sign_ledger_head', 'SignatureCheck',
            'verify_root_signature', 'verify_ledger_head_signature', 'cmd_keygen', 'cmd_sign']
 
-# %% ../../nbs/06_signing.ipynb #c3365674
+# %% ../../nbs/06_signing.ipynb #95254ea6
 import hashlib
 import json
 import os
@@ -19,13 +19,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import CorruptedDataError, KeyFileError, SignatureError
 
-# %% ../../nbs/06_signing.ipynb #a2cc69e8
+# %% ../../nbs/06_signing.ipynb #ac013901
 def write_secret_file(path:str|Path, # file to write
                       data:bytes, # content
                       mode:int=0o600, # permission bits of the final file
@@ -49,7 +49,7 @@ def write_secret_file(path:str|Path, # file to write
     except OSError: pass
     return path
 
-# %% ../../nbs/06_signing.ipynb #613ffecd
+# %% ../../nbs/06_signing.ipynb #24a207cc
 def check_secret_mode(path:str|Path, # a private key or symmetric key file
                       what:str="private key", # how to name it in the error
                       ) -> Path:
@@ -65,7 +65,7 @@ def check_secret_mode(path:str|Path, # a private key or symmetric key file
                            f"refused (like ssh). Fix it with: chmod 600 '{path}'")
     return path
 
-# %% ../../nbs/06_signing.ipynb #bcde948f
+# %% ../../nbs/06_signing.ipynb #00ff6471
 def _raw_pub(key:Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -75,7 +75,7 @@ def key_id(public_key:Ed25519PublicKey|bytes, # key object or its 32 raw bytes
     raw = public_key if isinstance(public_key, bytes) else _raw_pub(public_key)
     return hashlib.sha256(raw).hexdigest()[:16]
 
-# %% ../../nbs/06_signing.ipynb #6f7852d8
+# %% ../../nbs/06_signing.ipynb #060ad89d
 def generate_keypair(out_dir:str|Path, # directory for `<name>.key` (private, 0600) and `<name>.pub` (0644)
                      name:str="ml_provenance", # file name stem
                      force:bool=False, # overwrite an existing pair
@@ -96,13 +96,13 @@ def generate_keypair(out_dir:str|Path, # directory for `<name>.key` (private, 06
     write_secret_file(pub_p, pub, 0o644)
     return priv_p, pub_p
 
-# %% ../../nbs/06_signing.ipynb #86906792
+# %% ../../nbs/06_signing.ipynb #ade4ee61
 def load_private_key(path:str|Path, # PEM (PKCS#8) Ed25519 private key, mode 0600
                      ) -> Ed25519PrivateKey:
     "Load an Ed25519 private key, refusing files that group or others can read."
     path = check_secret_mode(path)
     try: key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as e:
         raise KeyFileError(f"'{path}' is not an unencrypted PEM private key ({type(e).__name__})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"'{path}' holds a {type(key).__name__.lstrip('_')}, not an Ed25519 private key")
@@ -119,13 +119,13 @@ def load_public_key(path:str|Path, # PEM Ed25519 public key, or a text file with
         try: return Ed25519PublicKey.from_public_bytes(bytes.fromhex(txt.decode()))
         except ValueError: raise KeyFileError(f"'{path}' does not hold a valid Ed25519 public key") from None
     try: key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as e:
         raise KeyFileError(f"'{path}' is not a PEM public key or 64 hex characters ({type(e).__name__})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"'{path}' holds a {type(key).__name__.lstrip('_')}, not an Ed25519 public key")
     return key
 
-# %% ../../nbs/06_signing.ipynb #19e84787
+# %% ../../nbs/06_signing.ipynb #49a4c832
 ROOT_DOMAIN = b"ml_provenance/merkle-root/v1\n"
 HEAD_DOMAIN = b"ml_provenance/ledger-head/v1\n"
 _VALUE_RE = re.compile(r"(?:[a-z0-9_-]{1,32}:)?[0-9a-fA-F]{16,256}")
@@ -135,7 +135,7 @@ def _message(domain:bytes, value:str) -> bytes:
         raise SignatureError(f"can only sign a hex digest (optionally 'algorithm:'-prefixed), got {str(value)[:80]!r}")
     return domain + value.encode("ascii")
 
-# %% ../../nbs/06_signing.ipynb #f5fef18c
+# %% ../../nbs/06_signing.ipynb #c068a1ad
 def _as_private(key) -> Ed25519PrivateKey:
     if isinstance(key, Ed25519PrivateKey): return key
     if isinstance(key, (str, Path)): return load_private_key(key)
@@ -159,7 +159,7 @@ def sign_ledger_head(head_hex:str, # hash of the newest ledger event
     "Sign a ledger head hash (domain `ledger-head`); same dict shape as `sign_root`."
     return _sign(HEAD_DOMAIN, head_hex, key)
 
-# %% ../../nbs/06_signing.ipynb #3a58540e
+# %% ../../nbs/06_signing.ipynb #7dcf497e
 @dataclass(frozen=True)
 class SignatureCheck:
     "Outcome of a signature check that passed; `pinned` says whether the signer's key was fixed in advance."
@@ -176,7 +176,7 @@ class SignatureCheck:
     def __repr__(self): return f"SignatureCheck(ok, {self.note})"
     def _repr_markdown_(self): return f"**signature ok** — {self.note}"
 
-# %% ../../nbs/06_signing.ipynb #2e5f03f3
+# %% ../../nbs/06_signing.ipynb #d7f6326e
 def _pub_from(key) -> Ed25519PublicKey:
     if isinstance(key, Ed25519PublicKey): return key
     if isinstance(key, Ed25519PrivateKey): return key.public_key()
@@ -226,7 +226,7 @@ def verify_ledger_head_signature(head_hex:str, # the recomputed ledger head hash
     "Check a ledger-head signature; raise `SignatureError` on any problem, else return a `SignatureCheck`."
     return _verify(HEAD_DOMAIN, head_hex, signature, public_key_path)
 
-# %% ../../nbs/06_signing.ipynb #ff326ca7
+# %% ../../nbs/06_signing.ipynb #c251d8ed
 def cmd_keygen(args) -> int:
     "CLI: create an Ed25519 key pair."
     priv, pub = generate_keypair(args.out_dir, getattr(args, "name", "ml_provenance"), getattr(args, "force", False))
@@ -234,7 +234,7 @@ def cmd_keygen(args) -> int:
           f"{key_id(load_public_key(pub))}")
     return 0
 
-# %% ../../nbs/06_signing.ipynb #41bd25e9
+# %% ../../nbs/06_signing.ipynb #5b2d8276
 def cmd_sign(args) -> int:
     "CLI: sign the Merkle root of a provenance file in place."
     from ml_provenance.provenance import store

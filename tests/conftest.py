@@ -43,13 +43,13 @@ def screened_metrics(prompts):
 
 @pytest.fixture
 def make_release(safety_tiny_model):
-    "Copy the tiny model to `root/models/latest`, capture and save its provenance; returns (model_dir, provenance)."
-    def make(root, prompts=SAFE_PROBES, metrics=None):
+    "Copy the tiny model (or `source`) to `root/models/latest`, capture and save its provenance; returns (model_dir, provenance)."
+    def make(root, prompts=SAFE_PROBES, metrics=None, source=None):
         from ml_provenance.provenance.capture import capture_provenance
         from ml_provenance.provenance.store import save_provenance
         from ml_provenance.safety.config import SafetyConfig
         md = root / "models" / "latest"
-        shutil.copytree(safety_tiny_model, md)
+        shutil.copytree(source or safety_tiny_model, md)
         m = metrics if metrics is not None else screened_metrics(prompts).to_dict()
         doc = capture_provenance(md, safety_config=SafetyConfig(), safety_metrics=m)
         save_provenance(doc, root / "provenance")

@@ -187,3 +187,11 @@ def test_callback_writes_nothing_off_the_main_process(tmp_path):
 def test_config_rejects_nonsense():
     with pytest.raises(CorruptedDataError, match="--batch-size"): TrainConfig(batch_size=-1)
     with pytest.raises(CorruptedDataError, match="--lr"): TrainConfig(lr=float("nan"))
+
+
+def test_signed_run(tmp_path):
+    from ml_provenance.provenance.signing import generate_keypair, verify_root_signature
+    priv, pub = generate_keypair(tmp_path / "keys")
+    res = train(TrainConfig(**FAST, max_steps=2, output_dir=str(tmp_path / "o"), sign_key=str(priv)))
+    doc = json.loads(res.provenance_path.read_text())
+    assert verify_root_signature(doc["merkle"]["root"], doc["signature"], pub)

@@ -9,7 +9,7 @@ __all__ = ['TOPICS', 'TOPIC_WEIGHTS', 'TEXT_SUFFIXES', 'EOS', 'embedded_corpus',
            'chunk_text', 'ScreenReport', 'screen_texts', 'split_texts', 'split_digest', 'train_tokenizer',
            'tokenizer_digest', 'tokenize_texts', 'pack_blocks', 'length_stats', 'PreparedData', 'prepare_data']
 
-# %% ../../nbs/30_training_data.ipynb #736ef17a
+# %% ../../nbs/30_training_data.ipynb #5ede73a4
 import json
 import math
 import os
@@ -24,7 +24,7 @@ import numpy as np
 from ..provenance.errors import CorruptedDataError, MissingComponentError
 from ..provenance.hash_config import hash_bytes
 
-# %% ../../nbs/30_training_data.ipynb #a64e9f95
+# %% ../../nbs/30_training_data.ipynb #ee90e28b
 _NAMES = ["Maya", "Tom", "Ana", "Leo", "Priya", "Sam", "Grandma Rose", "Omar", "Lily", "Ben", "Sofia", "Kenji",
           "Nora", "Felix", "Zara", "Hugo"]
 _TOWNS = ["Millbrook", "Eastport", "Cedar Falls", "Riverton", "Oakridge", "Bayview", "Stonehill", "Greenwood"]
@@ -159,7 +159,7 @@ TOPICS = {"space": _SPACE, "reading": _READING, "plants": _PLANTS, "history": _H
 TOPIC_WEIGHTS = {"space": 3, "reading": 3, "plants": 3, "history": 2, "weather": 2, "cooking": 2, "animals": 2,
                  "ocean": 1, "school": 2, "war": 1, "disaster": 1}
 
-# %% ../../nbs/30_training_data.ipynb #bd0433a6
+# %% ../../nbs/30_training_data.ipynb #efa361d5
 def _fill(t:str, r:random.Random) -> str:
     planet, pos, fact = r.choice(_PLANETS)
     animal, habitat, food = r.choice(_FAUNA)
@@ -185,7 +185,7 @@ def embedded_corpus(n_passages:int=3000, # how many passages to generate
         out.append(" ".join(_fill(t, r) for t in r.sample(templates, k)))
     return out
 
-# %% ../../nbs/30_training_data.ipynb #6546c845
+# %% ../../nbs/30_training_data.ipynb #d2b4134b
 _WS = re.compile(r"\s+")
 
 def clean_text(text:str) -> str:
@@ -200,7 +200,7 @@ def clean_texts(texts:list[str], # raw samples
     "Clean every sample and drop the ones shorter than `min_chars`."
     return [c for c in map(clean_text, texts) if len(c) >= min_chars]
 
-# %% ../../nbs/30_training_data.ipynb #c0ddf94e
+# %% ../../nbs/30_training_data.ipynb #3ae0b25f
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 
 def _split_file_text(text:str) -> list[str]:
@@ -244,7 +244,7 @@ def load_texts(data:str|os.PathLike|None=None, # None: embedded corpus; a file/f
     if _looks_like_path(str(data)): raise MissingComponentError(str(data), "--data (no such file or folder)")
     return _load_hf_dataset(str(data)), f"hf:{data}"
 
-# %% ../../nbs/30_training_data.ipynb #0485df2d
+# %% ../../nbs/30_training_data.ipynb #c57ff6b4
 def chunk_text(text:str, # one cleaned sample
                max_chars:int=512, # longest piece (the checker's `max_input_length`)
                ) -> list[str]:
@@ -257,7 +257,7 @@ def chunk_text(text:str, # one cleaned sample
         else: cur = f"{cur} {w}" if cur else w
     return out + ([cur] if cur else [])
 
-# %% ../../nbs/30_training_data.ipynb #4e17b89e
+# %% ../../nbs/30_training_data.ipynb #30147a57
 @dataclass
 class ScreenReport:
     "What the safety screening of a data set kept, excluded and flagged."
@@ -266,11 +266,13 @@ class ScreenReport:
     warned:int=0 # kept samples that carry at least one content warning
     warnings:dict=field(default_factory=dict) # warned category (e.g. violence) -> number of samples
     checks:dict=field(default_factory=dict) # check name -> {passed, failed}
+    detected:dict=field(default_factory=dict) # detected category -> number of kept samples (with or without a warning)
 
     def to_dict(self) -> dict:
         "The `screening` section of the data provenance (counts only: no text is copied into the record)."
         return {"screened": len(self.kept) + len(self.blocked), "kept": len(self.kept), "blocked": len(self.blocked),
-                "warned": self.warned, "warnings": dict(sorted(self.warnings.items())), "checks": self.checks}
+                "warned": self.warned, "warnings": dict(sorted(self.warnings.items())),
+                "detected": dict(sorted(self.detected.items())), "checks": self.checks}
     def __repr__(self): return f"ScreenReport(kept={len(self.kept)}, blocked={len(self.blocked)}, warned={self.warned})"
 
 def screen_texts(texts:list[str], # cleaned samples
@@ -285,6 +287,8 @@ def screen_texts(texts:list[str], # cleaned samples
             d["passed" if c["passed"] else "failed"] += 1
         if res["blocked"]: rep.blocked.append(t); continue
         rep.kept.append(t)
+        for c in {getattr(c, "category", None) or c["category"] for c in res["categories"] or ()}:
+            rep.detected[c] = rep.detected.get(c, 0) + 1
         if res["warnings"]:
             rep.warned += 1
             # count by category (violence, offensive...), not by warning text, which lists the matched words
@@ -292,7 +296,7 @@ def screen_texts(texts:list[str], # cleaned samples
             for c in cats: rep.warnings[c] = rep.warnings.get(c, 0) + 1
     return rep
 
-# %% ../../nbs/30_training_data.ipynb #ab183518
+# %% ../../nbs/30_training_data.ipynb #6f848f4d
 def split_texts(texts:list[str], # cleaned, screened samples
                 val_fraction:float=0.1, # share of samples in the validation (`test`) split
                 seed:int=0, # seed of the shuffle
@@ -310,7 +314,7 @@ def split_digest(samples:list[str], # one split
     "Digest of the split's full content: the samples one per line, UTF-8, each ending in a newline."
     return str(hash_bytes("".join(s + "\n" for s in samples).encode("utf-8"), algorithm))
 
-# %% ../../nbs/30_training_data.ipynb #e1912a20
+# %% ../../nbs/30_training_data.ipynb #f41bcbc7
 EOS = "<|endoftext|>"
 
 def train_tokenizer(texts:list[str], # training split only: the validation text must not shape the vocabulary
@@ -337,7 +341,7 @@ def tokenizer_digest(tokenizer, # a transformers tokenizer
     else: data = json.dumps(sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]), ensure_ascii=False)
     return str(hash_bytes(data.encode("utf-8"), algorithm))
 
-# %% ../../nbs/30_training_data.ipynb #fd4e142d
+# %% ../../nbs/30_training_data.ipynb #b9672d67
 def tokenize_texts(texts:list[str], tokenizer) -> list[list[int]]:
     "Token ids of each sample (no special tokens)."
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
@@ -353,7 +357,7 @@ def pack_blocks(ids:list[list[int]], # token ids of each sample
     if n == 0: raise CorruptedDataError("data", f"too little text: {len(stream)} tokens, fewer than one block of {block_size}")
     return torch.from_numpy(stream[: n * block_size].reshape(n, block_size).copy())
 
-# %% ../../nbs/30_training_data.ipynb #e6e80fb0
+# %% ../../nbs/30_training_data.ipynb #640d7430
 def length_stats(ids:list[list[int]]) -> dict:
     "Mean, (population) standard deviation, min and max of the token lengths."
     n = np.array([len(s) for s in ids], dtype=np.float64)
@@ -364,7 +368,7 @@ def _split_record(samples, ids, blocks):
     return {"samples": len(samples), "statistics": length_stats(ids), "sha256": split_digest(samples),
             "tokens": int(sum(map(len, ids))), "blocks": int(blocks.shape[0])}
 
-# %% ../../nbs/30_training_data.ipynb #acbe52d6
+# %% ../../nbs/30_training_data.ipynb #da170adf
 @dataclass
 class PreparedData:
     "Tokenised, packed train/validation blocks plus the texts, tokenizer and data provenance that produced them."

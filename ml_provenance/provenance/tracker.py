@@ -7,7 +7,7 @@ Docs: https://mlprov.github.io/ml_provenance/tracker.html.md"""
 # %% auto #0
 __all__ = ['Tracker', 'cmd_hash']
 
-# %% ../../nbs/09_tracker.ipynb #1438cad3
+# %% ../../nbs/09_tracker.ipynb #d4622b2d
 import hmac
 import os
 from pathlib import Path
@@ -18,7 +18,7 @@ from .ledger import (DatasetRecord, DeploymentRecord, EvaluationRecord, Predicti
                                              TrainingRecord)
 from .merkle_tree import canonical_component
 
-# %% ../../nbs/09_tracker.ipynb #e28dbe4d
+# %% ../../nbs/09_tracker.ipynb #e4c13fea
 def _hex_of(h, what:str) -> str:
     "The hex part of `'algorithm:hex'` or a bare hex digest, lower-cased."
     if not isinstance(h, str) or not h: raise CorruptedDataError(what, f"expected a hash string, got {type(h).__name__}")
@@ -46,7 +46,7 @@ class Tracker:
         t = scan_model(model_path, algorithm).tree()
         return {c: f"{t.algorithm}:{h}" for c, h in t.component_hashes.items()}
 
-# %% ../../nbs/09_tracker.ipynb #69a0165f
+# %% ../../nbs/09_tracker.ipynb #d95850ba
 def _load_provenance(self,
                      path:str|os.PathLike|None=None, # provenance file (default `<path>/provenance/latest.json`)
                      ) -> dict:
@@ -71,7 +71,7 @@ def _verify_model_hash(self,
     m = _merkle(provenance)
     root, algo = _hex_of(m.get("root"), "merkle.root"), m.get("algorithm", "sha256")
     if ":" in model_hash and model_hash.split(":", 1)[0].lower() != algo: return False
-    return hmac.compare_digest(_hex_of(model_hash, "model_hash"), root)
+    return hmac.compare_digest(_hex_of(model_hash, "model_hash").encode(), root.encode())
 
 def _verify_component_hash(self,
                            component:str, # component or seed alias (`model_weights`, `training_config`, `safety_config`)
@@ -84,12 +84,12 @@ def _verify_component_hash(self,
     comps = m.get("components")
     if not isinstance(comps, dict) or not isinstance(comps.get(c), str): raise MissingComponentError(c, "provenance merkle.components")
     if ":" in hash_value and hash_value.split(":", 1)[0].lower() != m.get("algorithm", "sha256"): return False
-    return hmac.compare_digest(_hex_of(hash_value, component), comps[c].lower())
+    return hmac.compare_digest(_hex_of(hash_value, component).encode(), comps[c].lower().encode())
 
 Tracker.load_provenance, Tracker.verify_model_hash, Tracker.verify_component_hash = (
     _load_provenance, _verify_model_hash, _verify_component_hash)
 
-# %% ../../nbs/09_tracker.ipynb #a99ad367
+# %% ../../nbs/09_tracker.ipynb #0ed38247
 def _ledger(self):
     "The lifecycle `Ledger` in this tracker's directory (opened on first use)."
     if self._ledger is None:
@@ -108,7 +108,7 @@ for _n in ("record_training", "record_dataset", "record_evaluation", "record_pre
            "trace", "verify", "events", "events_df", "plot", "head"):
     setattr(Tracker, _n, _delegate(_n))
 
-# %% ../../nbs/09_tracker.ipynb #9f3a980f
+# %% ../../nbs/09_tracker.ipynb #60458596
 def cmd_hash(args) -> int:
     "`ml-provenance hash --model-path DIR`: print the Merkle root."
     print(Tracker().get_model_hash(args.model_path, getattr(args, "algorithm", None) or "sha256"))

@@ -93,8 +93,13 @@ Tracker.load_provenance, Tracker.verify_model_hash, Tracker.verify_component_has
 def _ledger(self):
     "The lifecycle `Ledger` in this tracker's directory (opened on first use)."
     if self._ledger is None:
-        from ml_provenance.provenance.ledger import Ledger
-        self._ledger = Ledger(self.path)
+        from ml_provenance.provenance.ledger import Ledger, is_encrypted_ledger
+        key = self.key_file
+        # An encrypted ledger needs its key: the tracker's key file, else `ML_PROVENANCE_KEY` (never logged).
+        if key is None and is_encrypted_ledger(self.path):
+            from ml_provenance.provenance.encryption import load_key
+            key = load_key()
+        self._ledger = Ledger(self.path, key=key)
     return self._ledger
 
 Tracker.ledger = property(_ledger)

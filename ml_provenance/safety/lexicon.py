@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_lexicon.html.md"""
 __all__ = ['LEXICON_DIR', 'CATEGORIES', 'fold_char', 'Normalized', 'normalize', 'deleet', 'squeeze', 'Match', 'inflect', 'masked',
            'Lexicon', 'load_lexicon']
 
-# %% ../../nbs/21_safety_lexicon.ipynb #a8fec40b
+# %% ../../nbs/21_safety_lexicon.ipynb #57c10e21
 import json
 import re
 import unicodedata
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..provenance.errors import CorruptedDataError
 
-# %% ../../nbs/21_safety_lexicon.ipynb #21569e1a
+# %% ../../nbs/21_safety_lexicon.ipynb #18f7cc44
 _CONFUSABLES = {
     # Cyrillic (TR39 confusables.txt, "MA" entries onto Latin)
     "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k", "м": "m",
@@ -37,7 +37,7 @@ _CONFUSABLES = {
 # format (Cf: zero-width space/joiner, soft hyphen, bidi marks), control, combining and private-use characters vanish
 _DROP = {"Cf", "Cc", "Mn", "Me", "Co", "Cs"}
 
-# %% ../../nbs/21_safety_lexicon.ipynb #74f137be
+# %% ../../nbs/21_safety_lexicon.ipynb #e0ec8c8d
 @lru_cache(maxsize=4096)
 def fold_char(ch:str) -> str:
     "Fold one non-ASCII character to lowercase Latin (may be empty or several letters)."
@@ -50,7 +50,7 @@ def fold_char(ch:str) -> str:
             out.append(_CONFUSABLES.get(d, d))
     return "".join(out)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #750b0865
+# %% ../../nbs/21_safety_lexicon.ipynb #df34d365
 @dataclass(frozen=True)
 class Normalized:
     "Folded text plus, for each folded character, the index of the original character it came from."
@@ -75,7 +75,7 @@ def normalize(text:str) -> Normalized:
         offs.extend([i] * len(f))
     return Normalized("".join(out), tuple(offs))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #d2449d0f
+# %% ../../nbs/21_safety_lexicon.ipynb #5b240e7d
 _LEET = str.maketrans("0134579@$", "oieastgas")
 _INNER = re.compile(r"(?<=[a-z])[!|](?=[a-z])")
 _TOKEN = re.compile(r"[a-z*]+")
@@ -95,7 +95,7 @@ def squeeze(s:str) -> str:
     "Collapse every run of a repeated character to one (`fuuuck` -> `fuck`)."
     return _SQUEEZE.sub(r"\1", s)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #30c488be
+# %% ../../nbs/21_safety_lexicon.ipynb #c42c3013
 LEXICON_DIR = Path(str(files("ml_provenance.safety") / "lexicons"))
 CATEGORIES = ("violence", "explicit", "offensive", "self_harm", "politics", "controversial")
 
@@ -109,7 +109,7 @@ class Match:
     span:tuple # (start, end) in the original text
     how:str # "word", "squeezed", "masked", "spaced", "embedded", "phrase" or "rule"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #2a7c406a
+# %% ../../nbs/21_safety_lexicon.ipynb #59859eb5
 _SUFFIXES = {"n": ("s", "es"), "v": ("s", "es", "ed", "ing", "in", "er", "ers", "y", "z"), "": ()}
 
 def inflect(term:str, kind:str) -> set:
@@ -131,7 +131,7 @@ def masked(form:str) -> set:
             if n - (j - i) >= (2 if n >= 4 else 1): out.add(form[:i] + "*" * (j - i) + form[j:])
     return out
 
-# %% ../../nbs/21_safety_lexicon.ipynb #b1f530b0
+# %% ../../nbs/21_safety_lexicon.ipynb #f0bae170
 def _read(path:Path) -> dict:
     "Read one lexicon JSON file, raising `CorruptedDataError` with the file name on bad content."
     try: d = json.loads(path.read_text(encoding="utf-8"))
@@ -143,7 +143,7 @@ def _tokens(phrase:str) -> tuple:
     "Tokenise a lexicon phrase the same way texts are tokenised."
     return tuple(_TOKEN.findall(deleet(normalize(phrase).text)))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #13aefafb
+# %% ../../nbs/21_safety_lexicon.ipynb #51ae3144
 def _trie_pattern(words) -> str:
     "One regex matching any of `words` (already squeezed), factored as a trie, letters stretchable."
     root = {}
@@ -158,7 +158,7 @@ def _trie_pattern(words) -> str:
         return f"(?:{body})?" if "" in d else body
     return emit(root)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #dd303f41
+# %% ../../nbs/21_safety_lexicon.ipynb #ee8880b8
 class Lexicon:
     "Index of the packaged word lists: dictionaries keyed by token, one regex for embedded terms."
     def __init__(self,
@@ -166,7 +166,7 @@ class Lexicon:
                  extra_terms:tuple|dict=(), # `{category: [terms]}` added at severity 2 (e.g. `SafetyConfig.extra_terms`)
                  ):
         self.directory = Path(directory) if directory else LEXICON_DIR
-        self.about, self.benign = {}, set()
+        self.about, self.benign, self.cue_policy = {}, set(), {}
         bpath = self.directory / "benign.json"
         if bpath.exists(): self.benign = {w for w in _read(bpath).get("words", [])}
         self.forms, self.squeezed, self.phrases, self.rule_items, self.rules = {}, {}, {}, {}, []
@@ -176,6 +176,9 @@ class Lexicon:
             if not path.exists(): continue
             d = _read(path)
             self.about[cat] = {"about": d.get("about", ""), "sources": d.get("sources", "")}
+            # how many distinct weak cues make a detection, and whether one cue suffices in a short prompt
+            alone = d.get("short_text_cue", False)  # True (every cue) or the subcategories whose cues may stand alone
+            self.cue_policy[cat] = (int(d.get("min_cues", 2)), alone if isinstance(alone, bool) else frozenset(alone))
             try:
                 for g in d.get("groups", []):
                     for t in g["terms"]: self._add(cat, g["sub"], int(g["severity"]), t, g.get("inflect", ""))
@@ -240,7 +243,7 @@ class Lexicon:
     def __repr__(self):
         return f"Lexicon({len(self.forms)} forms, {len(self.phrases)} phrases, {len(self.rules)} rules, {len(self.embed)} embeddable)"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #efe5b16a
+# %% ../../nbs/21_safety_lexicon.ipynb #5cc1df36
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz*")
 
 def _lookup(lex:Lexicon, t:str) -> tuple:

@@ -10,7 +10,7 @@ __all__ = ['LONG_PROMPT', 'EXAMPLE_PROMPTS', 'EXTENDED_TOKENS', 'ENV_MODEL', 'EN
            'session_figures', 'figure_png', 'Tester', 'explanation_html', 'app_page', 'port_free', 'write_app_notebook',
            'app_command', 'cmd_app']
 
-# %% ../nbs/41_app.ipynb #642710fd
+# %% ../nbs/41_app.ipynb #149a5923
 import base64
 import datetime as _dt
 import html
@@ -28,7 +28,7 @@ import pandas as pd
 
 from .provenance.errors import MissingComponentError, ProvenanceError
 
-# %% ../nbs/41_app.ipynb #3e249add
+# %% ../nbs/41_app.ipynb #0de516ba
 LONG_PROMPT = "Tell me everything about the history of the universe, " * 12
 EXAMPLE_PROMPTS = {
     "Safe content": ["Tell me a fun fact about space", "What are the benefits of reading books?", "How do plants make food?"],
@@ -44,7 +44,7 @@ def example_prompts() -> pd.DataFrame:
     "The example prompts as a table: category, prompt."
     return pd.DataFrame([(c, p) for c, ps in EXAMPLE_PROMPTS.items() for p in ps], columns=["category", "prompt"])
 
-# %% ../nbs/41_app.ipynb #3fc39735
+# %% ../nbs/41_app.ipynb #8d4e68af
 @dataclass(frozen=True)
 class ModelInfo:
     "What the tester shows about the loaded model."
@@ -88,7 +88,7 @@ def model_info(gen, # a `SafeGenerator`
                      verified=gen.verified, verification="verified" if gen.verified else (gen.warning or "unverified"),
                      provenance_path=str(gen.provenance_path) if gen.provenance_path else None)
 
-# %% ../nbs/41_app.ipynb #f333d897
+# %% ../nbs/41_app.ipynb #1de901bc
 def _get(d, k, default=None):
     if isinstance(d, dict): return d.get(k, default)
     try: return d[k]
@@ -108,7 +108,7 @@ def highlight_spans(text:str, # the text a check saw
         pos = b
     return "".join(out + [html.escape(text[pos:])])
 
-# %% ../nbs/41_app.ipynb #b825f06c
+# %% ../nbs/41_app.ipynb #665ab367
 _STATUS_COLOUR = {"safe": "#1b7f3b", "warning": "#a86400", "blocked": "#b00020"}
 
 def checks_html(check, # a `SafetyResult` (or None when the check did not run)
@@ -147,7 +147,7 @@ def history_frame(results, # `GenerationResult`s, oldest first
              "output_digest": r.output_digest, "prediction_id": r.prediction_id} for r in results]
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/41_app.ipynb #2c16783d
+# %% ../nbs/41_app.ipynb #da4afd0c
 def _note_figure(text:str, title:str):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 2.2), constrained_layout=True)
@@ -176,9 +176,10 @@ def figure_png(fig, # a matplotlib Figure
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
-# %% ../nbs/41_app.ipynb #3abd471c
+# %% ../nbs/41_app.ipynb #8d5d3093
 class Tester:
     "ipywidgets front end of a `SafeGenerator`: controls, output, checks, example prompts, plots, history."
+    __test__ = False  # a widget, not a pytest test class
     def __init__(self,
                  gen, # a `SafeGenerator`
                  ):
@@ -188,14 +189,15 @@ class Tester:
         banner = (f'<div class="mlp-banner" style="background:#b00020;color:white;padding:6px"><b>{html.escape(gen.warning)}</b></div>'
                   if gen.warning else "")
         self.banner = W.HTML(banner)
-        self.info = W.HTML(info.to_frame().to_html(classes="mlp-info", escape=True))
+        self.info = W.HTML(info.to_frame().to_html(classes="mlp-info", escape=True, header=False))
         self.prompt = W.Textarea(placeholder="Type a prompt...", layout=W.Layout(width="98%", height="80px"))
         self.prompt.add_class("mlp-prompt")
-        self.max_new_tokens = W.IntSlider(50, min=1, max=EXTENDED_TOKENS, description="max new tokens")
-        self.temperature = W.FloatSlider(0.8, min=0.0, max=2.0, step=0.05, description="temperature")
-        self.top_k = W.IntSlider(50, min=0, max=200, description="top-k")
-        self.top_p = W.FloatSlider(0.95, min=0.05, max=1.0, step=0.05, description="top-p")
-        self.seed = W.IntText(0, description="seed")
+        st = {"description_width": "initial"}
+        self.max_new_tokens = W.IntSlider(50, min=1, max=EXTENDED_TOKENS, description="max new tokens", style=st)
+        self.temperature = W.FloatSlider(0.8, min=0.0, max=2.0, step=0.05, description="temperature", style=st)
+        self.top_k = W.IntSlider(50, min=0, max=200, description="top-k", style=st)
+        self.top_p = W.FloatSlider(0.95, min=0.05, max=1.0, step=0.05, description="top-p", style=st)
+        self.seed = W.IntText(0, description="seed", style=st, layout=W.Layout(width="160px"))
         self.button = W.Button(description="Generate", button_style="primary", icon="play")
         self.button.add_class("mlp-generate")
         self.button.on_click(self.on_generate)
@@ -217,7 +219,7 @@ class Tester:
         controls = W.VBox([W.HBox([self.max_new_tokens, self.temperature]), W.HBox([self.top_k, self.top_p, self.seed])])
         self.widget = W.VBox([
             W.HTML("<h2>ml_provenance generation tester</h2>"), self.banner,
-            W.Accordion([self.info], titles=("Model information",)),
+            W.Accordion([self.info], titles=("Model information",), selected_index=0),
             W.HTML("<h3>Example prompts</h3>"), *rows,
             W.HTML("<h3>Prompt</h3>"), self.prompt, controls, self.button,
             W.HTML("<h3>Output</h3>"), self.output, self.checks,
@@ -257,7 +259,7 @@ class Tester:
         df = history_frame(self.gen.history)
         self.history.value = df.to_html(index=False, classes="mlp-history") if len(df) else "<i>no requests yet</i>"
 
-# %% ../nbs/41_app.ipynb #9fc508e7
+# %% ../nbs/41_app.ipynb #de0e1f5d
 ENV_MODEL, ENV_PROV = "ML_PROVENANCE_APP_MODEL", "ML_PROVENANCE_APP_PROVENANCE"
 DEFAULT_MODEL = "artifacts/models/latest"
 
@@ -291,7 +293,7 @@ def app_page(model_path=None, # model directory (default: $ML_PROVENANCE_APP_MOD
     try: return Tester(SafeGenerator(model_path, provenance_path))
     except ProvenanceError as e: return W.HTML(explanation_html(model_path, e))
 
-# %% ../nbs/41_app.ipynb #abd9347f
+# %% ../nbs/41_app.ipynb #46024c61
 def port_free(host:str, port:int) -> bool:
     "Whether `host:port` can be bound now."
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/generation.html.md"""
 __all__ = ['make_tiny_lm', 'find_provenance', 'default_ledger_dir', 'make_tiny_run', 'GenerationResult', 'SafeGenerator',
            'generate', 'reset_block', 'baseline', 'session_rates', 'drift']
 
-# %% ../nbs/40_generation.ipynb #a4ceeace
+# %% ../nbs/40_generation.ipynb #38479aa8
 import json
 import os
 import time
@@ -19,7 +19,7 @@ from pathlib import Path
 from .provenance.errors import CorruptedDataError, MissingComponentError, ProvenanceError
 from .provenance.hash_config import hash_bytes
 
-# %% ../nbs/40_generation.ipynb #8426fdaf
+# %% ../nbs/40_generation.ipynb #02d83508
 _TINY_CORPUS = ("Tell me a fun fact about space. Reading books is good for the mind. Plants make food from sunlight. "
                 "The stars are far away. Water is cold and the sky is blue. A cat sat on the mat.")
 
@@ -52,7 +52,7 @@ def make_tiny_lm(path, # directory to write the model + tokenizer into
         hf_logging.set_verbosity(verbosity); hf_logging.enable_progress_bar()
     return path
 
-# %% ../nbs/40_generation.ipynb #5f76f5a9
+# %% ../nbs/40_generation.ipynb #d77d99dd
 def find_provenance(model_path, # model directory
                     ) -> Path|None:
     "The provenance file that belongs to `model_path` by layout convention, or `None`."
@@ -67,7 +67,7 @@ def default_ledger_dir(provenance_path, # provenance file
     p = Path(provenance_path).resolve().parent
     return p.parent if p.name == "provenance" else p
 
-# %% ../nbs/40_generation.ipynb #82fc235b
+# %% ../nbs/40_generation.ipynb #2dbec282
 def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `provenance/` go here
                   seed:int=0, # weight initialisation seed
                   config=None, # `SafetyConfig` to record (default: the seed's defaults)
@@ -102,7 +102,7 @@ def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `proven
                                                 model_version=doc["merkle"]["root"], hyperparameters={"seed": seed}))
     return model, out / "provenance" / "latest.json"
 
-# %% ../nbs/40_generation.ipynb #a5690395
+# %% ../nbs/40_generation.ipynb #f796b97f
 @dataclass(frozen=True)
 class GenerationResult:
     "One request through `SafeGenerator.generate`: texts, verdict, safety results, ledger event, monitor actions."
@@ -137,7 +137,7 @@ class GenerationResult:
         body = f"**blocked**: {self.reason}" if self.blocked else f"```\n{self.prompt}{self.text}\n```"
         return f"{ws}\n{body}\n\n`{self.status}` · age rating {self.age_rating} · event `{self.prediction_id}`"
 
-# %% ../nbs/40_generation.ipynb #9d6e7ac7
+# %% ../nbs/40_generation.ipynb #1004f631
 def _safety_config(prov:dict|None, config):
     from ml_provenance.safety.config import SafetyConfig
     if config is not None: return config if isinstance(config, SafetyConfig) else SafetyConfig.from_dict(dict(config))
@@ -146,15 +146,12 @@ def _safety_config(prov:dict|None, config):
     return SafetyConfig()
 
 def _failed(check) -> list[str]:
-    "Names and details of the failed checks of a `SafetyResult`."
-    out = []
-    for name, c in (check["checks"] or {}).items():
-        if not c["passed"]:
-            d = c.get("details") if hasattr(c, "get") else None
-            out.append(f"{name} ({d})" if d else name)
-    return out
+    "Names of the failed checks of a `SafetyResult`, with the categories detected (details stay on the result)."
+    names = [n for n, c in (check["checks"] or {}).items() if not c["passed"]]
+    cats = sorted({str(c["category"]) for c in (check["categories"] or [])})
+    return names + ([f"detected: {', '.join(cats)}"] if cats else [])
 
-# %% ../nbs/40_generation.ipynb #dd562907
+# %% ../nbs/40_generation.ipynb #bacb8922
 class SafeGenerator:
     "Verified model + safety checks + ledger + runtime monitor around `generate`."
     def __init__(self,
@@ -233,7 +230,7 @@ class SafeGenerator:
         v = "verified" if self.verified else "UNVERIFIED"
         return f"SafeGenerator({self.model_path.name}, {v}, root={str(self.model_root)[:19]}..., requests={len(self.history)})"
 
-# %% ../nbs/40_generation.ipynb #7696b982
+# %% ../nbs/40_generation.ipynb #fa4f560f
 def _now_s(): return time.perf_counter()
 
 def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:float|None, seed:int|None) -> str:
@@ -251,7 +248,7 @@ def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:fl
 
 SafeGenerator._sample = _sample
 
-# %% ../nbs/40_generation.ipynb #a95209d1
+# %% ../nbs/40_generation.ipynb #be4f78f7
 # detection severity (1 mild, 2 strong, 3 severe: threats, slurs, explicit sexual content) -> incident severity;
 # only a model that *generates* severe content gets a `high` incident, which calls for a rollback
 _SEVERITY = {1: "low", 2: "medium", 3: "high"}
@@ -320,7 +317,7 @@ def _event_id(ev):
 
 SafeGenerator.generate = generate
 
-# %% ../nbs/40_generation.ipynb #af4fa38b
+# %% ../nbs/40_generation.ipynb #27c0e57c
 def _setup_monitor(self, warning_threshold:int, alert_threshold:float, rollback):
     from ml_provenance.safety.incident import IncidentHandler
     from ml_provenance.safety.metrics import SafetyMetrics

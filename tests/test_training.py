@@ -87,7 +87,7 @@ def test_ledger_has_dataset_training_evaluation(run_result):
 def test_safety_probe_blocks_and_answers(run_result):
     p = run_result.probes
     assert set(p.loc[p.kind == "sensitive", "input"]) == {"blocked"}
-    assert (p.loc[p.kind == "safe", "output"] != "").all()
+    assert (p.loc[p.kind == "safe", "output_status"] != "").all()  # every safe prompt was answered and checked
     assert (p.loc[p.input == "blocked", "output"] == "").all()
 
 

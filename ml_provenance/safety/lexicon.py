@@ -6,9 +6,9 @@ Docs: https://mlprov.github.io/ml_provenance/safety_lexicon.html.md"""
 
 # %% auto #0
 __all__ = ['LEXICON_DIR', 'CATEGORIES', 'fold_char', 'Normalized', 'normalize', 'deleet', 'squeeze', 'Match', 'inflect', 'masked',
-           'Lexicon', 'load_lexicon']
+           'Lexicon', 'load_lexicon', 'lexicon_table']
 
-# %% ../../nbs/21_safety_lexicon.ipynb #57c10e21
+# %% ../../nbs/21_safety_lexicon.ipynb #5f9e8b64
 import json
 import re
 import unicodedata
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..provenance.errors import CorruptedDataError
 
-# %% ../../nbs/21_safety_lexicon.ipynb #18f7cc44
+# %% ../../nbs/21_safety_lexicon.ipynb #04038bad
 _CONFUSABLES = {
     # Cyrillic (TR39 confusables.txt, "MA" entries onto Latin)
     "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k", "м": "m",
@@ -37,7 +37,7 @@ _CONFUSABLES = {
 # format (Cf: zero-width space/joiner, soft hyphen, bidi marks), control, combining and private-use characters vanish
 _DROP = {"Cf", "Cc", "Mn", "Me", "Co", "Cs"}
 
-# %% ../../nbs/21_safety_lexicon.ipynb #e0ec8c8d
+# %% ../../nbs/21_safety_lexicon.ipynb #c3b153f9
 @lru_cache(maxsize=4096)
 def fold_char(ch:str) -> str:
     "Fold one non-ASCII character to lowercase Latin (may be empty or several letters)."
@@ -50,7 +50,7 @@ def fold_char(ch:str) -> str:
             out.append(_CONFUSABLES.get(d, d))
     return "".join(out)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #df34d365
+# %% ../../nbs/21_safety_lexicon.ipynb #411364cd
 @dataclass(frozen=True)
 class Normalized:
     "Folded text plus, for each folded character, the index of the original character it came from."
@@ -75,7 +75,7 @@ def normalize(text:str) -> Normalized:
         offs.extend([i] * len(f))
     return Normalized("".join(out), tuple(offs))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #5b240e7d
+# %% ../../nbs/21_safety_lexicon.ipynb #7d7759f7
 _LEET = str.maketrans("0134579@$", "oieastgas")
 _INNER = re.compile(r"(?<=[a-z])[!|](?=[a-z])")
 _TOKEN = re.compile(r"[a-z*]+")
@@ -95,7 +95,7 @@ def squeeze(s:str) -> str:
     "Collapse every run of a repeated character to one (`fuuuck` -> `fuck`)."
     return _SQUEEZE.sub(r"\1", s)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #c42c3013
+# %% ../../nbs/21_safety_lexicon.ipynb #9c5522e1
 LEXICON_DIR = Path(str(files("ml_provenance.safety") / "lexicons"))
 CATEGORIES = ("violence", "explicit", "offensive", "self_harm", "politics", "controversial")
 
@@ -109,7 +109,7 @@ class Match:
     span:tuple # (start, end) in the original text
     how:str # "word", "squeezed", "masked", "spaced", "embedded", "phrase" or "rule"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #59859eb5
+# %% ../../nbs/21_safety_lexicon.ipynb #bbf916e5
 _SUFFIXES = {"n": ("s", "es"), "v": ("s", "es", "ed", "ing", "in", "er", "ers", "y", "z"), "": ()}
 
 def inflect(term:str, kind:str) -> set:
@@ -131,7 +131,7 @@ def masked(form:str) -> set:
             if n - (j - i) >= (2 if n >= 4 else 1): out.add(form[:i] + "*" * (j - i) + form[j:])
     return out
 
-# %% ../../nbs/21_safety_lexicon.ipynb #f0bae170
+# %% ../../nbs/21_safety_lexicon.ipynb #9d8590ea
 def _read(path:Path) -> dict:
     "Read one lexicon JSON file, raising `CorruptedDataError` with the file name on bad content."
     try: d = json.loads(path.read_text(encoding="utf-8"))
@@ -143,7 +143,7 @@ def _tokens(phrase:str) -> tuple:
     "Tokenise a lexicon phrase the same way texts are tokenised."
     return tuple(_TOKEN.findall(deleet(normalize(phrase).text)))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #51ae3144
+# %% ../../nbs/21_safety_lexicon.ipynb #abba33d3
 def _trie_pattern(words) -> str:
     "One regex matching any of `words` (already squeezed), factored as a trie, letters stretchable."
     root = {}
@@ -158,7 +158,7 @@ def _trie_pattern(words) -> str:
         return f"(?:{body})?" if "" in d else body
     return emit(root)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #ee8880b8
+# %% ../../nbs/21_safety_lexicon.ipynb #751ad1a3
 class Lexicon:
     "Index of the packaged word lists: dictionaries keyed by token, one regex for embedded terms."
     def __init__(self,
@@ -243,7 +243,7 @@ class Lexicon:
     def __repr__(self):
         return f"Lexicon({len(self.forms)} forms, {len(self.phrases)} phrases, {len(self.rules)} rules, {len(self.embed)} embeddable)"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #5cc1df36
+# %% ../../nbs/21_safety_lexicon.ipynb #6d03467f
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz*")
 
 def _lookup(lex:Lexicon, t:str) -> tuple:
@@ -331,3 +331,18 @@ def load_lexicon(directory:str|None=None, # lexicon folder (default: packaged)
                  ) -> Lexicon:
     "A cached `Lexicon`: building the index takes milliseconds, scanning then takes microseconds."
     return Lexicon(directory, extra_terms)
+
+# %% ../../nbs/21_safety_lexicon.ipynb #f31bfaad
+def lexicon_table(lex:Lexicon|None=None): # -> pandas.DataFrame (pandas imported lazily)
+    "One row per category: word count (before inflection), phrases, cue policy, description and sources."
+    import pandas as pd
+    lex = lex or load_lexicon()
+    rows = []
+    for cat, info in lex.about.items():
+        d = _read(lex.directory / f"{cat}.json")
+        words = {t for g in d.get("groups", []) for t in g["terms"]}
+        n_cues = sum(len(g["terms"]) for g in d.get("groups", []) if int(g["severity"]) == 0)
+        rows.append({"category": cat, "terms": len(words), "weak_cues": n_cues,
+                     "phrases": sum(len(p["terms"]) for p in d.get("phrases", [])), "rules": len(d.get("rules", [])),
+                     "min_cues": lex.cue_policy[cat][0], "about": info["about"], "sources": info["sources"]})
+    return pd.DataFrame(rows)

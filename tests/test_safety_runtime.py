@@ -1,6 +1,7 @@
 """Runtime safety scenarios: monitoring alerts, incidents and rollback, warning threshold, drift, and the
 `verify-safety` CLI exit codes against a real tiny GPT-2 checkpoint with captured provenance."""
 import json
+import shutil
 
 import pytest
 from conftest import SAFE_PROBES, screened_metrics
@@ -179,3 +180,30 @@ def test_verify_safety_fails_on_each_safety_rule(make_release, tmp_path, capsys)
     # the same model passes with thresholds loosened to what it measured, and the check not required
     v = SafetyVerifier(min_pass_rate=0.0, max_content_warnings=150, required_checks=("age_rating",))
     assert v.verify_model(md, prov)["status"] == "passed"
+
+
+
+def test_incident_rolls_back_a_real_deployment(make_release, safety_tiny_model, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from ml_provenance.deploy import current_release, deploy, rollback_hook
+    target, ledger = tmp_path / "deploy", tmp_path / "ledger"
+    md1, prov1 = make_release(tmp_path / "r1")
+    first = deploy(md1, prov1, target=target, ledger_path=ledger)
+    # release 2: other weights (as after retraining), its own provenance, deployed on top of release 1
+    retrained = tmp_path / "retrained"
+    shutil.copytree(safety_tiny_model, retrained)
+    tensors = load_file(str(retrained / "model.safetensors"))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(retrained / "model.safetensors"), metadata={"format": "pt"})
+    md2, prov2 = make_release(tmp_path / "r2", source=retrained)
+    second = deploy(md2, prov2, target=target, ledger_path=ledger)
+    assert second.root != first.root and current_release(target).name == second.version
+    # a critical incident in production: the handler runs the deploy module's rollback hook
+    live = current_release(target)
+    h = SafetyIncidentHandler(live / "model", live / "provenance.json", rollback=rollback_hook(target), notifiers=[])
+    rep = h.handle_safety_incident({"type": "critical_output", "details": {"severity": "critical"}})
+    assert rep["action"] == "rollback" and rep["rollback_result"]["version"] == first.version
+    assert current_release(target).name == first.version
+    assert rep["model_state"]["merkle_root"] == second.root

@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_lexicon.html.md"""
 __all__ = ['LEXICON_DIR', 'CATEGORIES', 'fold_char', 'Normalized', 'normalize', 'deleet', 'squeeze', 'Match', 'inflect', 'masked',
            'Lexicon', 'load_lexicon', 'lexicon_table']
 
-# %% ../../nbs/21_safety_lexicon.ipynb #5f9e8b64
+# %% ../../nbs/21_safety_lexicon.ipynb #30e7a6a0
 import json
 import re
 import unicodedata
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..provenance.errors import CorruptedDataError
 
-# %% ../../nbs/21_safety_lexicon.ipynb #04038bad
+# %% ../../nbs/21_safety_lexicon.ipynb #ecfe1e7a
 _CONFUSABLES = {
     # Cyrillic (TR39 confusables.txt, "MA" entries onto Latin)
     "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i", "ї": "i", "ј": "j", "к": "k", "м": "m",
@@ -37,7 +37,7 @@ _CONFUSABLES = {
 # format (Cf: zero-width space/joiner, soft hyphen, bidi marks), control, combining and private-use characters vanish
 _DROP = {"Cf", "Cc", "Mn", "Me", "Co", "Cs"}
 
-# %% ../../nbs/21_safety_lexicon.ipynb #c3b153f9
+# %% ../../nbs/21_safety_lexicon.ipynb #c518143d
 @lru_cache(maxsize=4096)
 def fold_char(ch:str) -> str:
     "Fold one non-ASCII character to lowercase Latin (may be empty or several letters)."
@@ -50,7 +50,7 @@ def fold_char(ch:str) -> str:
             out.append(_CONFUSABLES.get(d, d))
     return "".join(out)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #411364cd
+# %% ../../nbs/21_safety_lexicon.ipynb #e073c1ac
 @dataclass(frozen=True)
 class Normalized:
     "Folded text plus, for each folded character, the index of the original character it came from."
@@ -75,7 +75,7 @@ def normalize(text:str) -> Normalized:
         offs.extend([i] * len(f))
     return Normalized("".join(out), tuple(offs))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #7d7759f7
+# %% ../../nbs/21_safety_lexicon.ipynb #ec8d4a93
 _LEET = str.maketrans("0134579@$", "oieastgas")
 _INNER = re.compile(r"(?<=[a-z])[!|](?=[a-z])")
 _TOKEN = re.compile(r"[a-z*]+")
@@ -95,7 +95,7 @@ def squeeze(s:str) -> str:
     "Collapse every run of a repeated character to one (`fuuuck` -> `fuck`)."
     return _SQUEEZE.sub(r"\1", s)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #9c5522e1
+# %% ../../nbs/21_safety_lexicon.ipynb #37df660d
 LEXICON_DIR = Path(str(files("ml_provenance.safety") / "lexicons"))
 CATEGORIES = ("violence", "explicit", "offensive", "self_harm", "politics", "controversial")
 
@@ -109,7 +109,7 @@ class Match:
     span:tuple # (start, end) in the original text
     how:str # "word", "squeezed", "masked", "spaced", "embedded", "phrase" or "rule"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #bbf916e5
+# %% ../../nbs/21_safety_lexicon.ipynb #3eb06466
 _SUFFIXES = {"n": ("s", "es"), "v": ("s", "es", "ed", "ing", "in", "er", "ers", "y", "z"), "": ()}
 
 def inflect(term:str, kind:str) -> set:
@@ -131,7 +131,7 @@ def masked(form:str) -> set:
             if n - (j - i) >= (2 if n >= 4 else 1): out.add(form[:i] + "*" * (j - i) + form[j:])
     return out
 
-# %% ../../nbs/21_safety_lexicon.ipynb #9d8590ea
+# %% ../../nbs/21_safety_lexicon.ipynb #a531f2f4
 def _read(path:Path) -> dict:
     "Read one lexicon JSON file, raising `CorruptedDataError` with the file name on bad content."
     try: d = json.loads(path.read_text(encoding="utf-8"))
@@ -143,7 +143,7 @@ def _tokens(phrase:str) -> tuple:
     "Tokenise a lexicon phrase the same way texts are tokenised."
     return tuple(_TOKEN.findall(deleet(normalize(phrase).text)))
 
-# %% ../../nbs/21_safety_lexicon.ipynb #abba33d3
+# %% ../../nbs/21_safety_lexicon.ipynb #8cc66fbf
 def _trie_pattern(words) -> str:
     "One regex matching any of `words` (already squeezed), factored as a trie, letters stretchable."
     root = {}
@@ -151,14 +151,17 @@ def _trie_pattern(words) -> str:
         d = root
         for c in w: d = d.setdefault(c, {})
         d[""] = {}
-    def emit(d):
-        alts = [re.escape(c) * 2 + "*" + emit(sub) for c, sub in sorted(d.items()) if c]
+    def emit(d, first=False):
+        # a match may only start at the first letter of a run (`c(?<!cc)`): without that, a run of n equal letters
+        # would be retried from each of its n positions, with backtracking each time (quadratic)
+        alts = [re.escape(c) + (f"(?<!{re.escape(c) * 2})" if first else "") + re.escape(c) + "*" + emit(sub)
+                for c, sub in sorted(d.items()) if c]
         if not alts: return ""
         body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
         return f"(?:{body})?" if "" in d else body
-    return emit(root)
+    return emit(root, first=True)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #751ad1a3
+# %% ../../nbs/21_safety_lexicon.ipynb #14d4b9eb
 class Lexicon:
     "Index of the packaged word lists: dictionaries keyed by token, one regex for embedded terms."
     def __init__(self,
@@ -243,7 +246,7 @@ class Lexicon:
     def __repr__(self):
         return f"Lexicon({len(self.forms)} forms, {len(self.phrases)} phrases, {len(self.rules)} rules, {len(self.embed)} embeddable)"
 
-# %% ../../nbs/21_safety_lexicon.ipynb #6d03467f
+# %% ../../nbs/21_safety_lexicon.ipynb #ade45827
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz*")
 
 def _lookup(lex:Lexicon, t:str) -> tuple:
@@ -332,7 +335,7 @@ def load_lexicon(directory:str|None=None, # lexicon folder (default: packaged)
     "A cached `Lexicon`: building the index takes milliseconds, scanning then takes microseconds."
     return Lexicon(directory, extra_terms)
 
-# %% ../../nbs/21_safety_lexicon.ipynb #f31bfaad
+# %% ../../nbs/21_safety_lexicon.ipynb #9bbf8be1
 def lexicon_table(lex:Lexicon|None=None): # -> pandas.DataFrame (pandas imported lazily)
     "One row per category: word count (before inflection), phrases, cue policy, description and sources."
     import pandas as pd

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_WAIT_POLICY=PASSIVE
-exec .venv/bin/ml-provenance demo "$@"
+# Train the tiny preset on the embedded corpus with safety, save provenance, verify, print a summary.
+exec .venv/bin/ml-provenance train "$@"

@@ -170,6 +170,17 @@ def _verify_model(self, model_path, # model directory (safetensors + config + sa
 SafetyVerifier.verify_model = _verify_model
 
 # %% ../../nbs/24_safety_verifier.ipynb #e71ccb5e
+def _verify_deployment(self, model_path, provenance_path, **kw) -> bool:
+    "`verify_model`, raising `SafetyVerificationError` (with `.report`) unless it passed."
+    rep = self.verify_model(model_path, provenance_path, **kw)
+    if rep.status != "passed":
+        e = SafetyVerificationError("; ".join(rep.reasons))
+        e.report = rep
+        raise e
+    return True
+
+SafetyVerifier.verify_deployment = _verify_deployment
+
 def verify_deployment(model_path, # model directory
                       provenance_path, # its provenance JSON
                       min_pass_rate:float=0.95, # lowest pass rate allowed
@@ -178,12 +189,7 @@ def verify_deployment(model_path, # model directory
                       **kw, # public_key, require_signature, key_file: passed to `verify_model`
                       ) -> bool:
     "The seed's pre-deployment check: True, or `SafetyVerificationError` naming every failed rule."
-    rep = SafetyVerifier(min_pass_rate, max_content_warnings, required_checks).verify_model(model_path, provenance_path, **kw)
-    if rep.status != "passed":
-        e = SafetyVerificationError("; ".join(rep.reasons))
-        e.report = rep
-        raise e
-    return True
+    return SafetyVerifier(min_pass_rate, max_content_warnings, required_checks).verify_deployment(model_path, provenance_path, **kw)
 
 verify_model_deployment = verify_deployment
 

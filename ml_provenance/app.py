@@ -10,7 +10,7 @@ __all__ = ['LONG_PROMPT', 'EXAMPLE_PROMPTS', 'EXTENDED_TOKENS', 'ENV_MODEL', 'EN
            'session_figures', 'figure_png', 'Tester', 'explanation_html', 'app_page', 'port_free', 'write_app_notebook',
            'app_command', 'cmd_app']
 
-# %% ../nbs/41_app.ipynb #149a5923
+# %% ../nbs/41_app.ipynb #60e4cba0
 import base64
 import datetime as _dt
 import html
@@ -28,7 +28,7 @@ import pandas as pd
 
 from .provenance.errors import MissingComponentError, ProvenanceError
 
-# %% ../nbs/41_app.ipynb #0de516ba
+# %% ../nbs/41_app.ipynb #f20e6e64
 LONG_PROMPT = "Tell me everything about the history of the universe, " * 12
 EXAMPLE_PROMPTS = {
     "Safe content": ["Tell me a fun fact about space", "What are the benefits of reading books?", "How do plants make food?"],
@@ -44,7 +44,7 @@ def example_prompts() -> pd.DataFrame:
     "The example prompts as a table: category, prompt."
     return pd.DataFrame([(c, p) for c, ps in EXAMPLE_PROMPTS.items() for p in ps], columns=["category", "prompt"])
 
-# %% ../nbs/41_app.ipynb #8d4e68af
+# %% ../nbs/41_app.ipynb #d1f27a3b
 @dataclass(frozen=True)
 class ModelInfo:
     "What the tester shows about the loaded model."
@@ -88,7 +88,7 @@ def model_info(gen, # a `SafeGenerator`
                      verified=gen.verified, verification="verified" if gen.verified else (gen.warning or "unverified"),
                      provenance_path=str(gen.provenance_path) if gen.provenance_path else None)
 
-# %% ../nbs/41_app.ipynb #1de901bc
+# %% ../nbs/41_app.ipynb #cedb471f
 def _get(d, k, default=None):
     if isinstance(d, dict): return d.get(k, default)
     try: return d[k]
@@ -108,7 +108,7 @@ def highlight_spans(text:str, # the text a check saw
         pos = b
     return "".join(out + [html.escape(text[pos:])])
 
-# %% ../nbs/41_app.ipynb #665ab367
+# %% ../nbs/41_app.ipynb #92e8108d
 _STATUS_COLOUR = {"safe": "#1b7f3b", "warning": "#a86400", "blocked": "#b00020"}
 
 def checks_html(check, # a `SafetyResult` (or None when the check did not run)
@@ -147,7 +147,7 @@ def history_frame(results, # `GenerationResult`s, oldest first
              "output_digest": r.output_digest, "prediction_id": r.prediction_id} for r in results]
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/41_app.ipynb #da4afd0c
+# %% ../nbs/41_app.ipynb #2e6d6eac
 def _note_figure(text:str, title:str):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 2.2), constrained_layout=True)
@@ -176,7 +176,7 @@ def figure_png(fig, # a matplotlib Figure
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
-# %% ../nbs/41_app.ipynb #8d5d3093
+# %% ../nbs/41_app.ipynb #055116d1
 class Tester:
     "ipywidgets front end of a `SafeGenerator`: controls, output, checks, example prompts, plots, history."
     __test__ = False  # a widget, not a pytest test class
@@ -225,7 +225,9 @@ class Tester:
             W.HTML("<h3>Output</h3>"), self.output, self.checks,
             W.HTML("<h3>Session safety</h3>"), W.HBox([self.images["pass_rate"], self.images["drift"]]), self.images["incidents"],
             W.HTML("<h3>History</h3>"), self.history])
-        self.refresh()
+        # plots of an empty session say nothing, and matplotlib's first figure costs a second of page start
+        if gen.history: self.refresh()
+        else: self.history.value = "<i>no requests yet: plots and history appear after the first one</i>"
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -259,7 +261,7 @@ class Tester:
         df = history_frame(self.gen.history)
         self.history.value = df.to_html(index=False, classes="mlp-history") if len(df) else "<i>no requests yet</i>"
 
-# %% ../nbs/41_app.ipynb #de0e1f5d
+# %% ../nbs/41_app.ipynb #5f5091b5
 ENV_MODEL, ENV_PROV = "ML_PROVENANCE_APP_MODEL", "ML_PROVENANCE_APP_PROVENANCE"
 DEFAULT_MODEL = "artifacts/models/latest"
 
@@ -293,7 +295,7 @@ def app_page(model_path=None, # model directory (default: $ML_PROVENANCE_APP_MOD
     try: return Tester(SafeGenerator(model_path, provenance_path))
     except ProvenanceError as e: return W.HTML(explanation_html(model_path, e))
 
-# %% ../nbs/41_app.ipynb #46024c61
+# %% ../nbs/41_app.ipynb #b8dd2ca4
 def port_free(host:str, port:int) -> bool:
     "Whether `host:port` can be bound now."
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -315,8 +317,10 @@ def write_app_notebook(directory, # where to write `tester.ipynb`
 
 def app_command(notebook, host:str, port:int) -> list[str]:
     "The Voilà command line for `notebook`."
+    # preheat: Voila executes the page in a pooled kernel as soon as it starts (model verified and loaded while the
+    # browser connects), so the first visitor does not wait for torch to import
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}", f"--Voila.ip={host}",
-            "--theme=light", "--show_tracebacks=False"]
+            "--theme=light", "--show_tracebacks=False", "--preheat_kernel=True", "--pool_size=1"]
 
 def cmd_app(args) -> int:
     "`ml-provenance app`: serve the tester page with Voilà until interrupted."

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url, proc, timeout=60.0):
+def _wait_listening(port, proc, timeout=60.0):
+    "Wait until the server accepts connections (a GET of the page would run it in an extra kernel)."
     t = time.monotonic()
     while time.monotonic() - t < timeout:
         if proc.poll() is not None: raise AssertionError(f"app exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200: return time.monotonic() - t
-        except OSError: time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
+            with socket.create_connection(("127.0.0.1", port), timeout=1): return time.monotonic() - t
+        except OSError: time.sleep(0.1)
+    raise AssertionError(f"port {port} did not open within {timeout}s")
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def served_app(tmp_path):
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
-        _wait_http(f"http://127.0.0.1:{port}/", proc)
+        _wait_listening(port, proc)
         yield f"http://127.0.0.1:{port}/"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -10,7 +10,7 @@ __all__ = ['LONG_PROMPT', 'EXAMPLE_PROMPTS', 'EXTENDED_TOKENS', 'ENV_MODEL', 'EN
            'session_figures', 'figure_png', 'Tester', 'explanation_html', 'app_page', 'port_free', 'write_app_notebook',
            'app_command', 'cmd_app']
 
-# %% ../nbs/41_app.ipynb #60e4cba0
+# %% ../nbs/41_app.ipynb #3a0a6dc6
 import base64
 import datetime as _dt
 import html
@@ -28,7 +28,7 @@ import pandas as pd
 
 from .provenance.errors import MissingComponentError, ProvenanceError
 
-# %% ../nbs/41_app.ipynb #f20e6e64
+# %% ../nbs/41_app.ipynb #455e2864
 LONG_PROMPT = "Tell me everything about the history of the universe, " * 12
 EXAMPLE_PROMPTS = {
     "Safe content": ["Tell me a fun fact about space", "What are the benefits of reading books?", "How do plants make food?"],
@@ -44,7 +44,7 @@ def example_prompts() -> pd.DataFrame:
     "The example prompts as a table: category, prompt."
     return pd.DataFrame([(c, p) for c, ps in EXAMPLE_PROMPTS.items() for p in ps], columns=["category", "prompt"])
 
-# %% ../nbs/41_app.ipynb #d1f27a3b
+# %% ../nbs/41_app.ipynb #25d8daa2
 @dataclass(frozen=True)
 class ModelInfo:
     "What the tester shows about the loaded model."
@@ -88,7 +88,7 @@ def model_info(gen, # a `SafeGenerator`
                      verified=gen.verified, verification="verified" if gen.verified else (gen.warning or "unverified"),
                      provenance_path=str(gen.provenance_path) if gen.provenance_path else None)
 
-# %% ../nbs/41_app.ipynb #cedb471f
+# %% ../nbs/41_app.ipynb #c5ad0bd3
 def _get(d, k, default=None):
     if isinstance(d, dict): return d.get(k, default)
     try: return d[k]
@@ -108,7 +108,7 @@ def highlight_spans(text:str, # the text a check saw
         pos = b
     return "".join(out + [html.escape(text[pos:])])
 
-# %% ../nbs/41_app.ipynb #92e8108d
+# %% ../nbs/41_app.ipynb #e898e46c
 _STATUS_COLOUR = {"safe": "#1b7f3b", "warning": "#a86400", "blocked": "#b00020"}
 
 def checks_html(check, # a `SafetyResult` (or None when the check did not run)
@@ -147,7 +147,7 @@ def history_frame(results, # `GenerationResult`s, oldest first
              "output_digest": r.output_digest, "prediction_id": r.prediction_id} for r in results]
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/41_app.ipynb #2e6d6eac
+# %% ../nbs/41_app.ipynb #739ea2b7
 def _note_figure(text:str, title:str):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 2.2), constrained_layout=True)
@@ -176,7 +176,7 @@ def figure_png(fig, # a matplotlib Figure
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
-# %% ../nbs/41_app.ipynb #055116d1
+# %% ../nbs/41_app.ipynb #dc56193e
 class Tester:
     "ipywidgets front end of a `SafeGenerator`: controls, output, checks, example prompts, plots, history."
     __test__ = False  # a widget, not a pytest test class
@@ -261,7 +261,7 @@ class Tester:
         df = history_frame(self.gen.history)
         self.history.value = df.to_html(index=False, classes="mlp-history") if len(df) else "<i>no requests yet</i>"
 
-# %% ../nbs/41_app.ipynb #5f5091b5
+# %% ../nbs/41_app.ipynb #08d5884d
 ENV_MODEL, ENV_PROV = "ML_PROVENANCE_APP_MODEL", "ML_PROVENANCE_APP_PROVENANCE"
 DEFAULT_MODEL = "artifacts/models/latest"
 
@@ -295,7 +295,7 @@ def app_page(model_path=None, # model directory (default: $ML_PROVENANCE_APP_MOD
     try: return Tester(SafeGenerator(model_path, provenance_path))
     except ProvenanceError as e: return W.HTML(explanation_html(model_path, e))
 
-# %% ../nbs/41_app.ipynb #b8dd2ca4
+# %% ../nbs/41_app.ipynb #cb339e91
 def port_free(host:str, port:int) -> bool:
     "Whether `host:port` can be bound now."
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -325,6 +325,10 @@ def app_command(notebook, host:str, port:int) -> list[str]:
 def cmd_app(args) -> int:
     "`ml-provenance app`: serve the tester page with Voilà until interrupted."
     host, port = args.host, int(args.port)
+    import importlib.util
+    if importlib.util.find_spec("voila") is None:
+        print("ml-provenance: error: Voila is not installed; install the app extra: pip install -e '.[app]'", file=sys.stderr)
+        return 2
     if not port_free(host, port):
         print(f"ml-provenance: error: port {port} on {host} is already in use; start on another one with --port {port + 1}",
               file=sys.stderr)

@@ -6,7 +6,8 @@ is a test row when i % 5 == 0 (data README); lexicons were tuned on the other ro
 Anchors: better-profanity 0.7.0 and 0.6.1, each pip-installed into a throwaway --target dir and run in a subprocess
 (`contains_profanity`). Latency: median per check at 200 and 512 characters, one thread, same texts for every tool.
 
-Usage: python bench/bench_safety.py [--split test|dev] [--out bench/results/safety.json] [--no-anchors]
+Usage: python bench/bench_safety.py [--split test|dev] [--out bench/results/safety_test.json] [--no-anchors]
+Docs: `summary("bench/results/safety_test.json")` returns (F1/FPR by tool, latency) DataFrames.
 """
 import argparse
 import gzip
@@ -139,6 +140,14 @@ def run_anchor(version: str, sets: dict, latency: dict, workdir: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def summary(figures) -> tuple:
+    "Docs-ready tables from `main`'s JSON (a path or the loaded dict): F1/FPR per file and category by tool, latency."
+    d = json.loads(Path(figures).read_text()) if isinstance(figures, (str, Path)) else figures
+    acc = pd.DataFrame(d["accuracy"])
+    wide = acc.pivot_table(index=["file", "category"], columns="tool", values=["f1", "fpr"], sort=False)
+    return wide.round(3), pd.DataFrame(d["latency"]).round(4)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", default="test", choices=["test", "dev"])
@@ -174,7 +183,8 @@ def main(argv=None):
     pd.set_option("display.width", 160)
     print(f"split: {a.split} rows (davidson {len(dav)}, moderation {len(mod)})\n")
     print(acc.round(3).to_string(index=False), "\n")
-    print(lat.round(4).to_string(index=False))
+    print(lat.round(4).to_string(index=False), "\n")
+    print(summary({"accuracy": rows, "latency": lat.to_dict("records")})[0].to_string())
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps({"split": a.split, "accuracy": rows, "latency": lat.to_dict("records")}, indent=1))

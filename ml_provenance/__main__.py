@@ -7,7 +7,9 @@ Docs: https://mlprov.github.io/ml_provenance/main.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/91_main.ipynb #d5cbafac
+# %% ../nbs/91_main.ipynb #f189ec25
 from .cli import main
 
+# %% ../nbs/91_main.ipynb #75aebfe4
+# NBVAL_SKIP
 if __name__ == "__main__": main()

@@ -40,11 +40,14 @@ def test_content_warning_prompts(checker, prompt, word):
     assert r.status == "warning" and r.allowed
     assert r.warnings == [f"Content warning: violence ({word})"] and r.content_warnings == 1
     assert r.age_rating == AgeRating.TEEN
-    assert r.checks["content_warning"] == {"passed": False, "details": {"needed": r.warnings, "required": True}}
+    # a delivered warning passes the check and is counted apart, so it does not lower the pass rate
+    assert r.checks["content_warning"] == {"passed": True, "details": {"needed": r.warnings, "required": True}}
+    assert (r.passed_checks, r.failed_checks) == (5, 0)
     assert r.checks["content_filter"]["passed"] and r.checks["age_rating"]["passed"]
     # warnings are only attached when the config requires them
     r2 = SafetyChecker(SafetyConfig(require_content_warning=False)).check_input(prompt)
     assert (r2.status, r2.warnings) == ("safe", [])
+    assert not r2.checks["content_warning"]["passed"] and r2.failed_checks == 1  # needed but not delivered
 
 
 @pytest.mark.parametrize("prompt,topic", [

@@ -217,7 +217,7 @@ def _assess(self:SafetyChecker, text:str, kind:str, truncated:bool=False) -> Saf
         "content_filter": {"passed": all(v["passed"] for v in per_cat.values()), "details": per_cat},
         "age_rating": {"passed": rating <= aud, "details": {"rating": rating.name, "audience": aud.name}},
         "sensitive_topics": {"passed": not block_topics, "details": {"topics": found, "blocked": block_topics}},
-        "content_warning": {"passed": not need, "details": {"needed": need, "required": cfg.require_content_warning}},
+        "content_warning": {"passed": not need or cfg.require_content_warning, "details": {"needed": need, "required": cfg.require_content_warning}},
     }
     blocked = not all(checks[k]["passed"] for k in ("content_filter", "age_rating", "sensitive_topics"))
     warnings = need if (cfg.require_content_warning and not blocked) else []

@@ -2,7 +2,7 @@
 
 nbdev turns a backticked name in a markdown cell into a link when it resolves to an exported symbol
 (`ml_provenance/_modidx.py`); a name that does not resolve silently renders as plain code. This script finds
-such names, and sidebar entries that point at notebooks that do not exist.
+such names, and sidebar entries or navbar links (`_quarto.yml`) that point at notebooks that do not exist.
 
 Checked (pragmatic, few false positives):
 - `ml_provenance.x.y[.z]` dotted paths: must be a module, an exported symbol, or an attribute of one;
@@ -176,6 +176,20 @@ def sidebar_problems(nbs:Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def navbar_problems(nbs:Path) -> list[tuple[str, str, str]]:
+    "Navbar links in `_quarto.yml` that name files missing from `nbs/`."
+    import yaml
+    q = nbs / "_quarto.yml"
+    if not q.exists(): return []
+    nav = ((yaml.safe_load(q.read_text()) or {}).get("website") or {}).get("navbar") or {}
+    out = []
+    for it in (nav.get("left") or []) + (nav.get("right") or []):
+        target = it.get("href") if isinstance(it, dict) else it
+        if isinstance(target, str) and not re.match(r"[a-z]+://", target) and not (nbs / target).exists():
+            out.append((str(q), target, "navbar link names a file that does not exist"))
+    return out
+
+
 def check(root:Path) -> list[tuple[str, str, str]]:
     "All problems as (file, name, reason)."
     sys.path.insert(0, str(root))
@@ -190,7 +204,7 @@ def check(root:Path) -> list[tuple[str, str, str]]:
             if span in seen: continue
             seen.add(span)
             if (why := res.problem(span)) is not None: problems.append((str(rel), span, why))
-    problems += [(str(Path(f).relative_to(root)), n, w) for f, n, w in sidebar_problems(nbs)]
+    problems += [(str(Path(f).relative_to(root)), n, w) for f, n, w in sidebar_problems(nbs) + navbar_problems(nbs)]
     return problems
 
 

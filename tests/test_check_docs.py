@@ -42,3 +42,10 @@ def test_notebook_and_sidebar(tmp_path):
     (nbs / "sidebar.yml").write_text("website:\n  sidebar:\n    contents:\n      - a.ipynb\n"
                                      "      - section: S\n        contents:\n          - missing.ipynb\n")
     assert [p[1] for p in check_docs.sidebar_problems(nbs)] == ["missing.ipynb"]
+
+
+def test_navbar(tmp_path):
+    (tmp_path / "here.ipynb").write_text("{}")
+    (tmp_path / "_quarto.yml").write_text("website:\n  navbar:\n    left:\n      - text: A\n        href: here.ipynb\n"
+                                          "      - text: B\n        href: gone.ipynb\n      - href: https://example.org\n")
+    assert [p[1] for p in check_docs.navbar_problems(tmp_path)] == ["gone.ipynb"]

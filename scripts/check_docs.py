@@ -2,7 +2,7 @@
 
 nbdev turns a backticked name in a markdown cell into a link when it resolves to an exported symbol
 (`ml_provenance/_modidx.py`); a name that does not resolve silently renders as plain code. This script finds
-such names, and sidebar entries or navbar links (`_quarto.yml`) that point at notebooks that do not exist.
+such names, relative links to missing pages, and sidebar entries or navbar links (`_quarto.yml`) that point at notebooks that do not exist.
 
 Checked (pragmatic, few false positives):
 - `ml_provenance.x.y[.z]` dotted paths: must be a module, an exported symbol, or an attribute of one;
@@ -146,6 +146,17 @@ class Resolver:
         return None
 
 
+LINK = re.compile(r"\]\(([^)\s#]+\.(?:ipynb|qmd|md))(?:#[^)]*)?\)")
+
+def markdown_links(nb_path:Path):
+    "Yield relative links to notebooks/pages in the markdown cells of a notebook."
+    nb = json.loads(nb_path.read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown": continue
+        for target in LINK.findall(FENCE.sub("", "".join(cell.get("source", [])))):
+            if not re.match(r"[a-z]+://", target): yield target
+
+
 def markdown_spans(nb_path:Path):
     "Yield the inline code spans of the markdown cells of a notebook."
     nb = json.loads(nb_path.read_text())
@@ -204,6 +215,8 @@ def check(root:Path) -> list[tuple[str, str, str]]:
             if span in seen: continue
             seen.add(span)
             if (why := res.problem(span)) is not None: problems.append((str(rel), span, why))
+        for target in markdown_links(nb):
+            if not (nb.parent / target).exists(): problems.append((str(rel), target, "link to a page that does not exist"))
     problems += [(str(Path(f).relative_to(root)), n, w) for f, n, w in sidebar_problems(nbs) + navbar_problems(nbs)]
     return problems
 

@@ -49,3 +49,10 @@ def test_navbar(tmp_path):
     (tmp_path / "_quarto.yml").write_text("website:\n  navbar:\n    left:\n      - text: A\n        href: here.ipynb\n"
                                           "      - text: B\n        href: gone.ipynb\n      - href: https://example.org\n")
     assert [p[1] for p in check_docs.navbar_problems(tmp_path)] == ["gone.ipynb"]
+
+
+def test_markdown_links(tmp_path):
+    cell = {"cell_type": "markdown", "metadata": {},
+            "source": ["See [a](../x/a.ipynb#sec), [web](https://example.org/b.md) and [c](c.ipynb)."]}
+    (tmp_path / "n.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert list(check_docs.markdown_links(tmp_path / "n.ipynb")) == ["../x/a.ipynb", "c.ipynb"]

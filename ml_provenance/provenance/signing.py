@@ -30,24 +30,9 @@ def write_secret_file(path:str|Path, # file to write
                       data:bytes, # content
                       mode:int=0o600, # permission bits of the final file
                       ) -> Path:
-    "Write `data` to `path` atomically (temp file in the same dir, fsync, rename) with `mode` from the first byte."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp creates 0600
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    except OSError: pass
-    return path
+    "Write `data` to `path` atomically with `mode` from the first byte (the store's `atomic_write_bytes`)."
+    from ml_provenance.provenance.store import atomic_write_bytes  # one atomic writer for the whole package
+    return atomic_write_bytes(path, data, mode)
 
 # %% ../../nbs/06_signing.ipynb #24a207cc
 def check_secret_mode(path:str|Path, # a private key or symmetric key file

@@ -165,6 +165,7 @@ class SafeGenerator:
                  warning_threshold:int=100, # content warnings before generation is blocked (seed: 100)
                  alert_threshold:float=0.90, # pass rate under which the monitor alerts (seed: 90%)
                  rollback=None, # callable for the incident handler's rollback action (e.g. `deploy.rollback_hook`)
+                 ledger_durability:str="normal", # this generator's ledger connection: "normal" (no fsync per request) or "full"
                  ):
         self.model_path = Path(model_path)
         if not self.model_path.is_dir(): raise MissingComponentError(str(model_path), "SafeGenerator (model directory)")
@@ -179,6 +180,7 @@ class SafeGenerator:
             default_ledger_dir(self.provenance_path) if self.provenance_path else self.model_path.parent)
         from ml_provenance.provenance.tracker import Tracker
         self.ledger_path, self.tracker = Path(ledger), Tracker(ledger)
+        self.tracker.ledger.durability = ledger_durability  # this connection only; other writers keep theirs
         self.model_event = self._model_event()
         self._load_model()
         self._setup_monitor(warning_threshold, alert_threshold, rollback)
@@ -288,8 +290,8 @@ def generate(self,
             if out["blocked"]: reason = "output blocked: " + "; ".join(_failed(out))
             else: text, status = out["text"], ("warning" if (inp["warnings"] or out["warnings"]) else "safe")
     ws = tuple(dict.fromkeys(list(inp["warnings"] if inp is not None else []) + list(out["warnings"] if out is not None else [])))
+    t1 = _now_s()  # the ledger stage includes the digests it records
     pd_, od_ = str(hash_bytes(prompt.encode())), str(hash_bytes(text.encode()))
-    t1 = _now_s()
     from ml_provenance.provenance.tracker import PredictionRecord
     ev = self.tracker.record_prediction(PredictionRecord(prompt_digest=pd_, output_digest=od_,
                                                          model_root=self.model_root, verdict=status,

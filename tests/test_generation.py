@@ -70,3 +70,16 @@ def test_drift_against_training_baseline(run):
     small = g.drift()["pass_rate"]
     for _ in range(3): g.generate(BAD)
     assert g.drift()["pass_rate"] > max(small, 0.1)  # the seed's drift threshold is 0.1
+
+
+def test_prediction_events_use_durability_normal_other_writers_keep_full(run):
+    from ml_provenance.provenance.errors import LedgerError
+    g = SafeGenerator(*run)
+    sync = lambda led: led._db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731  1 = NORMAL, 2 = FULL
+    other = Tracker(g.ledger_path).ledger  # e.g. a deployment or training writer on the same directory
+    assert (g.tracker.ledger.durability, sync(g.tracker.ledger), other.durability, sync(other)) == ("normal", 1, "full", 2)
+    r = g.generate("How do plants make food?", max_new_tokens=3, seed=0)
+    assert r.prediction_id in other and bool(other.verify(r.prediction_id))
+    f = SafeGenerator(*run, ledger_durability="full")
+    assert sync(f.tracker.ledger) == 2 and f.generate("The stars are", max_new_tokens=3, seed=0).prediction_id
+    with pytest.raises(LedgerError, match="durability"): SafeGenerator(*run, ledger_durability="fast")

@@ -137,8 +137,10 @@ def _refuse(report, what:str):
 def _record_ledger(ledger_path, root, target, action, details):
     from ml_provenance.provenance.tracker import DeploymentRecord, Tracker
     if ledger_path is None or root is None: return None
-    ev = Tracker(ledger_path).record_deployment(DeploymentRecord(model_root=root, target=str(target), action=action,
-                                                                 details=details))
+    t = Tracker(ledger_path)
+    # hang the deployment off the event that produced the model, so `trace` leads from it back to the data
+    ev = t.record_deployment(DeploymentRecord(model_root=root, target=str(target), action=action, details=details,
+                                              parent_id=t.model_event(root)))
     return getattr(ev, "event_id", None) or getattr(ev, "id", None) or (ev if isinstance(ev, str) else None)
 
 def _now(): return _dt.datetime.now(_dt.timezone.utc).isoformat()

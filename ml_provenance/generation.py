@@ -206,13 +206,8 @@ class SafeGenerator:
             self.model_root = scan_model(self.model_path).tree().root  # what was loaded, recorded as such
 
     def _model_event(self) -> str|None:
-        "The ledger event that produced this model (training with `model_version` = root, else its last deployment)."
-        found = {}
-        for e in self.tracker.events():
-            p = e.payload
-            if e.type == "training" and p.get("model_version") == self.model_root: found["training"] = e.hash
-            elif e.type == "deployment" and p.get("model_root") == self.model_root: found.setdefault("deployment", e.hash)
-        return found.get("training") or found.get("deployment")
+        "The ledger event that produced this model (`Tracker.model_event`: evaluation > training > deployment)."
+        return self.tracker.model_event(self.model_root)
 
     def _load_model(self):
         import torch

@@ -118,7 +118,10 @@ class TrainingRecord:
     model_name:str # e.g. "gpt2-tiny"
     model_version:str # e.g. "v1.0.0"
     hyperparameters:dict=field(default_factory=dict) # any JSON values
-    def __post_init__(self): _check(self, texts=("run_id", "model_name", "model_version"), dicts=("hyperparameters",))
+    parent_id:str|list[str]|None=None # e.g. the dataset event it trained on (an addition to the seed: optional)
+    def __post_init__(self):
+        _check(self, texts=("run_id", "model_name", "model_version"), dicts=("hyperparameters",))
+        _parents(self.parent_id)
 
 @dataclass(frozen=True)
 class DatasetRecord:

@@ -113,6 +113,24 @@ for _n in ("record_training", "record_dataset", "record_evaluation", "record_pre
            "trace", "verify", "events", "events_df", "plot", "head"):
     setattr(Tracker, _n, _delegate(_n))
 
+# %% ../../nbs/09_tracker.ipynb #086078dc
+def _model_event(self,
+                 root:str, # the model's Merkle root (`'algorithm:hex'` or bare hex)
+                 ) -> str|None:
+    "Hash of the ledger event that produced the model with this root (evaluation > training > deployment), or None."
+    root = _hex_of(root, "root")
+    found = {}
+    for e in self.events():  # oldest first, so later events of a kind replace earlier ones
+        p = e.payload
+        if e.type == "training" and str(p.get("model_version", "")).rpartition(":")[2].lower() == root:
+            found["training"] = e.hash
+        elif e.type == "evaluation" and found.get("training") in e.parents: found["evaluation"] = e.hash
+        elif e.type == "deployment" and str(p.get("model_root", "")).rpartition(":")[2].lower() == root:
+            found["deployment"] = e.hash
+    return found.get("evaluation") or found.get("training") or found.get("deployment")
+
+Tracker.model_event = _model_event
+
 # %% ../../nbs/09_tracker.ipynb #60458596
 def cmd_hash(args) -> int:
     "`ml-provenance hash --model-path DIR`: print the Merkle root."

@@ -363,7 +363,7 @@ def _record_provenance(res:TrainResult, cfg:TrainConfig, data, model, safety_cfg
                                          num_rows=dp["train"]["samples"] + dp["test"]["samples"]))
     hp = {k: v for k, v in training_prov["config"].items() if v is not None}
     trn = tr.record_training(TrainingRecord(run_id=res.run, model_name=cfg.model, model_version=res.root,
-                                            hyperparameters={**hp, "dataset_event": ds, "provenance_version": doc["version"]}))
+                                            hyperparameters={**hp, "provenance_version": doc["version"]}, parent_id=ds))
     m = {k: float(v) for k, v in training_prov["metrics"].items() if isinstance(v, (int, float)) and math.isfinite(v)}
     ev = tr.record_evaluation(EvaluationRecord(parent_id=[trn, ds], metrics=m, dataset=dp["source"], split="test"))
     res.events = {"dataset": ds, "training": trn, "evaluation": ev}

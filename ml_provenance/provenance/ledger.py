@@ -13,6 +13,7 @@ __all__ = ['DURABILITY', 'TRUNCATION_WARNING', 'Ledger', 'cmd_ledger', 'EVENT_TY
 # %% ../../nbs/05_ledger.ipynb #fdf08102
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ class Ledger:
         self._durability = _durability(durability)
         key = _as_key(key)
         try:
+            # Create the store 0600 before SQLite touches it: SQLite gives its -wal and -shm files the database's mode.
+            if not self.file.exists(): os.close(os.open(self.file, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(self.file, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={DURABILITY[self._durability]}")

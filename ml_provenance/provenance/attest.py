@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from .errors import CorruptedDataError, MissingComponentError
+from .merkle_tree import canonical_json
 
 # %% ../../nbs/11_attest.ipynb #973539fb
 IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
@@ -65,8 +66,7 @@ def _present(v) -> bool:
 
 def _canon_digest(obj) -> str:
     "SHA-256 hex of canonical JSON (sorted keys, compact, UTF-8): how we digest a document section."
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                     default=str).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(obj)).hexdigest()  # the Merkle leaves' canonical form
 
 def _model_name(doc:dict) -> str:
     arch = ((doc.get("model_provenance") or {}).get("architecture") or {})

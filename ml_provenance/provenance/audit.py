@@ -21,13 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import CorruptedDataError, ProvenanceError, RateLimitError
+from .merkle_tree import canonical_json
 
 # %% ../../nbs/08_audit.ipynb #a02573b2
 GENESIS = "0" * 64
 _FIELDS = ("seq", "ts", "who", "what", "result", "reason", "prev")
 
-def _canon(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+_canon = canonical_json  # the package's one canonical JSON (sorted keys, compact, UTF-8, no NaN): see merkle_tree
 
 def entry_hash(entry:dict, # an audit entry (its `hash` field is ignored)
                ) -> str:

@@ -12,7 +12,8 @@ REQUIRED = ("age_rating", "content_filter", "sensitive_topics")
 
 
 def tiny_run(root: Path, seed: int = 0, **kw):
-    "A tiny model + measured safety metrics + provenance in `root` (training layout); returns (model, provenance)."
+    """A fixture run in `root` (training layout: tiny random GPT-2, provenance, ledger with a training event); its
+    safety metrics are `SafetyChecker` over fixed harmless sentences unless `safety_metrics=` is given."""
     from ml_provenance.generation import make_tiny_run
     return make_tiny_run(root, seed=seed, **kw)
 
@@ -36,3 +37,17 @@ def flip_last_byte(path: Path) -> Path:
 
 def weights_file(model_dir: Path) -> Path:
     return next(Path(model_dir).glob("*.safetensors"))
+
+
+
+def churn_worker(target, runs, rounds, offset, barrier, out):
+    "One process of the concurrency test: `rounds` times deploy a run, then roll back; puts its results on `out`."
+    from ml_provenance.deploy import deploy, rollback
+    from ml_provenance.provenance.errors import SafetyVerificationError
+    barrier.wait()
+    done, refused = [], 0
+    for i in range(rounds):
+        done.append(deploy(*runs[(i + offset) % len(runs)], target).to_dict())
+        try: done.append(rollback(target, reason="concurrency test").to_dict())
+        except SafetyVerificationError: refused += 1  # nothing earlier left that was not rolled away from
+    out.put((offset, done, refused))

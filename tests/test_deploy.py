@@ -4,11 +4,11 @@ import json
 import shutil
 
 import pytest
-from deploy_app_helpers import flip_last_byte, metrics_section, tiny_run, weights_file
+from deploy_app_helpers import churn_worker, flip_last_byte, metrics_section, tiny_run, weights_file
 
 from ml_provenance.cli import run
-from ml_provenance.deploy import (check_deployable, current_release, deploy, deployment_history, rollback,
-                                  rollback_hook)
+from ml_provenance.deploy import (check_deployable, current_release, deploy, deployment_history, deployment_ledger,
+                                  rollback, rollback_hook)
 from ml_provenance.provenance.errors import MissingComponentError, SafetyVerificationError
 
 
@@ -145,7 +145,14 @@ def test_cli_exit_codes(runs, tmp_path, capsys):
     assert run(["deploy", "--model-path", str(bad_model), "--provenance-path", str(bad_prov), "--target", t]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "deployment refused:" and len([ln for ln in out if ln.startswith("  - ")]) >= 2
-    assert run(["rollback", "--target", t]) == 1
+    assert run(["rollback", "--target", t]) == 1  # a real target, nothing earlier: a refusal
+    capsys.readouterr()
+    assert run(["rollback", "--target", str(tmp_path / "nonexist")]) == 2  # not a deployment target: bad input
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nonexist" in err[0] and "nothing was ever deployed" in err[0]
+    (tmp_path / "empty").mkdir()
+    assert run(["rollback", "--target", str(tmp_path / "empty")]) == 2
+    capsys.readouterr()
     assert run(["deploy", "--model-path", str(tmp_path / "nope"), "--provenance-path", str(prov), "--target", t]) == 2
     assert "ml-provenance: error:" in capsys.readouterr().err
 
@@ -153,3 +160,68 @@ def test_cli_exit_codes(runs, tmp_path, capsys):
 def test_missing_inputs_are_typed_errors(tmp_path, runs):
     with pytest.raises(MissingComponentError): deploy(tmp_path / "nope", runs[0][1], tmp_path / "t")
     with pytest.raises(MissingComponentError): deploy(runs[0][0], tmp_path / "nope.json", tmp_path / "t")
+
+
+def _ledger_event(entry):
+    from ml_provenance.provenance.tracker import Tracker
+    return Tracker(entry["ledger"]).ledger.get(entry["ledger_event"])
+
+
+def test_deployment_events_go_to_the_models_run_ledger(runs, tmp_path):
+    "Rule: the ledger of the model's run (chained to its training event); a rollback uses the restored release's."
+    from ml_provenance.provenance.tracker import Tracker
+    (m0, p0), (m1, p1) = runs
+    run0, run1 = p0.parent.parent.resolve(), p1.parent.parent.resolve()
+    target = tmp_path / "deploy"
+    a, b = deploy(m0, p0, target), deploy(m1, p1, target)
+    r = rollback(target, reason="rule")
+    assert (a.ledger, b.ledger, r.ledger) == (str(run0), str(run1), str(run0))
+    h = deployment_history(target)
+    assert [e["ledger"] for e in h] == [str(run0), str(run1), str(run0)]
+    for e, want, model_run in zip(h, ["deploy", "deploy", "rollback"], [run0, run1, run0]):
+        ev = _ledger_event(e)
+        t = Tracker(model_run)
+        assert (ev.type, ev.payload["action"], ev.payload["model_root"]) == ("deployment", want, e["root"])
+        training = [x.hash for x in t.events() if x.type == "training" and x.payload["model_version"] == e["root"]]
+        assert ev.parents == tuple(training) and len(training) == 1  # hangs off the model's training event
+    assert not (target / "ledger").exists()  # nothing in the target's fallback ledger
+
+
+def test_provenance_without_a_run_ledger_uses_the_target_ledger(runs, tmp_path):
+    model, prov = _copy_run(runs[0], tmp_path)
+    for f in prov.parent.parent.glob("ledger.sqlite*"): f.unlink()
+    target = tmp_path / "deploy"
+    assert deployment_ledger(prov, target) == target.resolve() / "ledger"
+    a = deploy(model, prov, target)
+    assert a.ledger == str(target.resolve() / "ledger") and deployment_history(target)[0]["ledger"] == a.ledger
+    assert _ledger_event(deployment_history(target)[0]).parents == ()  # no model event to chain to
+    assert not list(prov.parent.parent.glob("ledger.sqlite*"))  # nothing written next to the provenance
+    explicit = deploy(model, prov, target, ledger_path=tmp_path / "mine")
+    assert explicit.ledger == str((tmp_path / "mine").resolve())
+    assert _ledger_event(deployment_history(target)[-1]).payload["action"] == "deploy"
+
+
+def test_concurrent_deploys_and_rollbacks_keep_every_event(runs, tmp_path):
+    "Two processes deploy and roll back one target at once: every event kept, `previous` chains, `current` verifies."
+    import multiprocessing as mp
+    target = tmp_path / "deploy"
+    deploy(*runs[0], target); deploy(*runs[1], target)
+    ctx = mp.get_context("fork")  # the children only hash and copy files: no torch threads involved
+    barrier, out, rounds = ctx.Barrier(2), ctx.Queue(), 4
+    procs = [ctx.Process(target=churn_worker, args=(target, runs, rounds, k, barrier, out)) for k in (0, 1)]
+    for p in procs: p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs: p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    done = [d for _, ds, _ in results for d in ds]
+    assert sum(d["action"] == "deploy" for d in done) == 2 * rounds and sum(d["action"] == "rollback" for d in done) > 0
+    h = deployment_history(target)
+    assert len(h) == 2 + len(done)  # no event lost
+    assert sorted((e["action"], e["version"], e["previous"]) for e in h[2:]) == sorted(
+        (d["action"], d["version"], d["previous"]) for d in done)  # what each call returned is what was recorded
+    assert [e["previous"] for e in h] == [None] + [e["version"] for e in h[:-1]]  # each saw the one before it
+    assert current_release(target).name == h[-1]["version"]
+    live = current_release(target)
+    assert check_deployable(live / "model", live / "provenance.json")["status"] == "passed"
+    assert [_ledger_event(e).payload["action"] for e in h] == [e["action"] for e in h]
+    assert not [p for p in (target / "releases").iterdir() if p.name.startswith(".")]  # no staging debris

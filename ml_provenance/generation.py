@@ -6,10 +6,12 @@ Docs: https://mlprov.github.io/ml_provenance/generation.html.md"""
 
 # %% auto #0
 __all__ = ['make_tiny_lm', 'find_provenance', 'default_ledger_dir', 'make_tiny_run', 'GenerationResult', 'SafeGenerator',
-           'generate', 'reset_block', 'baseline', 'session_rates', 'drift']
+           'check_request', 'generate', 'reset_block', 'baseline', 'session_rates', 'drift']
 
-# %% ../nbs/40_generation.ipynb #38479aa8
+# %% ../nbs/40_generation.ipynb #2f2adb05
 import json
+import math
+import numbers
 import os
 import time
 import warnings
@@ -19,7 +21,7 @@ from pathlib import Path
 from .provenance.errors import CorruptedDataError, MissingComponentError, ProvenanceError
 from .provenance.hash_config import hash_bytes
 
-# %% ../nbs/40_generation.ipynb #02d83508
+# %% ../nbs/40_generation.ipynb #36964365
 _TINY_CORPUS = ("Tell me a fun fact about space. Reading books is good for the mind. Plants make food from sunlight. "
                 "The stars are far away. Water is cold and the sky is blue. A cat sat on the mat.")
 
@@ -52,7 +54,7 @@ def make_tiny_lm(path, # directory to write the model + tokenizer into
         hf_logging.set_verbosity(verbosity); hf_logging.enable_progress_bar()
     return path
 
-# %% ../nbs/40_generation.ipynb #d77d99dd
+# %% ../nbs/40_generation.ipynb #48a30cbc
 def find_provenance(model_path, # model directory
                     ) -> Path|None:
     "The provenance file that belongs to `model_path` by layout convention, or `None`."
@@ -67,7 +69,7 @@ def default_ledger_dir(provenance_path, # provenance file
     p = Path(provenance_path).resolve().parent
     return p.parent if p.name == "provenance" else p
 
-# %% ../nbs/40_generation.ipynb #2dbec282
+# %% ../nbs/40_generation.ipynb #56f88530
 def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `provenance/` go here
                   seed:int=0, # weight initialisation seed
                   config=None, # `SafetyConfig` to record (default: the seed's defaults)
@@ -102,7 +104,7 @@ def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `proven
                                                 model_version=doc["merkle"]["root"], hyperparameters={"seed": seed}))
     return model, out / "provenance" / "latest.json"
 
-# %% ../nbs/40_generation.ipynb #f796b97f
+# %% ../nbs/40_generation.ipynb #5a137c2f
 @dataclass(frozen=True)
 class GenerationResult:
     "One request through `SafeGenerator.generate`: texts, verdict, safety results, ledger event, monitor actions."
@@ -137,7 +139,7 @@ class GenerationResult:
         body = f"**blocked**: {self.reason}" if self.blocked else f"```\n{self.prompt}{self.text}\n```"
         return f"{ws}\n{body}\n\n`{self.status}` · age rating {self.age_rating} · event `{self.prediction_id}`"
 
-# %% ../nbs/40_generation.ipynb #1004f631
+# %% ../nbs/40_generation.ipynb #93d9b99f
 def _safety_config(prov:dict|None, config):
     from ml_provenance.safety.config import SafetyConfig
     if config is not None: return config if isinstance(config, SafetyConfig) else SafetyConfig.from_dict(dict(config))
@@ -151,7 +153,7 @@ def _failed(check) -> list[str]:
     cats = sorted({str(c["category"]) for c in (check["categories"] or [])})
     return names + ([f"detected: {', '.join(cats)}"] if cats else [])
 
-# %% ../nbs/40_generation.ipynb #bacb8922
+# %% ../nbs/40_generation.ipynb #225cfd64
 class SafeGenerator:
     "Verified model + safety checks + ledger + runtime monitor around `generate`."
     def __init__(self,
@@ -169,9 +171,12 @@ class SafeGenerator:
                  ):
         self.model_path = Path(model_path)
         if not self.model_path.is_dir(): raise MissingComponentError(str(model_path), "SafeGenerator (model directory)")
+        # kept for `_reload` after a rollback: `model_path` may be a deployment's `current/model` symlink path
+        self._load_args = dict(provenance_path=provenance_path, config=config, public_key=public_key,
+                               require_signature=require_signature, allow_unverified=allow_unverified)
         pp = provenance_path if provenance_path is not None else find_provenance(self.model_path)
         self.provenance_path = Path(pp) if pp is not None else None
-        self.verified, self.warning, self.provenance = False, None, None
+        self.verified, self.warning, self.provenance, self.notice = False, None, None, None
         self._verify(public_key, require_signature, allow_unverified)
         self.config = _safety_config(self.provenance, config)
         from ml_provenance.safety.checker import SafetyChecker
@@ -183,7 +188,7 @@ class SafeGenerator:
         self.tracker.ledger.durability = ledger_durability  # this connection only; other writers keep theirs
         self.model_event = self._model_event()
         self._load_model()
-        self._setup_monitor(warning_threshold, alert_threshold, rollback)
+        self._setup_monitor(warning_threshold, alert_threshold, self._rollback_and_reload(rollback))
         self.history: list[GenerationResult] = []
 
     def _verify(self, public_key, require_signature, allow_unverified):
@@ -227,7 +232,7 @@ class SafeGenerator:
         v = "verified" if self.verified else "UNVERIFIED"
         return f"SafeGenerator({self.model_path.name}, {v}, root={str(self.model_root)[:19]}..., requests={len(self.history)})"
 
-# %% ../nbs/40_generation.ipynb #fa4f560f
+# %% ../nbs/40_generation.ipynb #3ed3a435
 def _now_s(): return time.perf_counter()
 
 def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:float|None, seed:int|None) -> str:
@@ -235,6 +240,7 @@ def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:fl
     torch = self._torch
     if seed is not None: torch.manual_seed(int(seed))  # HF generate draws from torch's global RNG
     enc = self.tokenizer(prompt, return_tensors="pt")
+    if enc["input_ids"].shape[1] == 0: raise CorruptedDataError("prompt", f"{prompt!r} encodes to no tokens")
     kw = dict(max_new_tokens=n, pad_token_id=self.tokenizer.pad_token_id)
     if temperature and temperature > 0:
         kw.update(do_sample=True, temperature=float(temperature), top_k=int(top_k) if top_k else 0,
@@ -245,7 +251,7 @@ def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:fl
 
 SafeGenerator._sample = _sample
 
-# %% ../nbs/40_generation.ipynb #be4f78f7
+# %% ../nbs/40_generation.ipynb #616cbaf6
 # detection severity (1 mild, 2 strong, 3 severe: threats, slurs, explicit sexual content) -> incident severity;
 # only a model that *generates* severe content gets a `high` incident, which calls for a rollback
 _SEVERITY = {1: "low", 2: "medium", 3: "high"}
@@ -255,22 +261,40 @@ def _output_incident(check) -> dict:
     worst = max((int(c["severity"]) for c in (check["categories"] or []) if c["severity"] in _SEVERITY), default=2)
     return {"type": "blocked_output", "details": {"check": ", ".join(_failed(check)), "severity": _SEVERITY[worst]}}
 
+def _bad(name:str, value, rule:str):
+    raise CorruptedDataError(name, f"{rule}, got {value!r}")
+
+def check_request(prompt, max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    "Refuse a request the model cannot or should not run, with a typed error naming the parameter."
+    # transformers fails deep inside (`cannot reshape tensor of 0 elements`, a raw ValueError for top_k < 0) or,
+    # worse, samples silently with a negative or NaN temperature: every parameter is checked here first
+    if not isinstance(prompt, str): _bad("prompt", prompt, f"must be a string, not {type(prompt).__name__}")
+    if not prompt.strip(): _bad("prompt", prompt, "is empty: type a prompt for the model to continue")
+    def num(v, kind): return isinstance(v, kind) and not isinstance(v, bool)
+    if not num(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
+        _bad("max_new_tokens", max_new_tokens, "must be an int >= 1")
+    if not num(temperature, numbers.Real) or not math.isfinite(temperature) or temperature < 0:
+        _bad("temperature", temperature, "must be a finite number >= 0 (0 = greedy decoding)")
+    if top_k is not None and (not num(top_k, numbers.Integral) or top_k < 0):
+        _bad("top_k", top_k, "must be an int >= 0 (0 or None = no limit)")
+    if top_p is not None and (not num(top_p, numbers.Real) or not 0 < top_p <= 1):
+        _bad("top_p", top_p, "must be a number with 0 < top_p <= 1")
+    if seed is not None and not num(seed, numbers.Integral): _bad("seed", seed, "must be an int or None")
+
 def generate(self,
-             prompt:str, # the user's prompt
-             max_new_tokens:int=50, # requested new tokens (capped by the policy's max_output_length)
-             temperature:float=0.8, # 0 = greedy decoding
-             top_k:int|None=50, # sample from the k most likely tokens (None/0 = no limit)
-             top_p:float|None=0.95, # nucleus sampling mass
+             prompt:str, # the user's prompt (not empty)
+             max_new_tokens:int=50, # requested new tokens, >= 1 (capped by the policy's max_output_length)
+             temperature:float=0.8, # finite, >= 0; 0 = greedy decoding
+             top_k:int|None=50, # sample from the k most likely tokens, >= 0 (None/0 = no limit)
+             top_p:float|None=0.95, # nucleus sampling mass, 0 < top_p <= 1
              seed:int|None=None, # RNG seed for a reproducible sample
              ) -> GenerationResult:
     "Check the prompt, generate, check the output, record the prediction, update the monitor."
     from ml_provenance.provenance.errors import InputTooLongError
-    if not isinstance(prompt, str): raise CorruptedDataError("prompt", f"must be a string, got {type(prompt).__name__}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise CorruptedDataError("max_new_tokens", f"must be a positive int, got {max_new_tokens!r}")
+    check_request(prompt, max_new_tokens, temperature, top_k, top_p, seed)
     t, times = _now_s(), {}
-    cap = min(max_new_tokens, self.config.max_output_length)
-    inp = out = None; text, reason, status = "", None, "blocked"
+    cap = min(int(max_new_tokens), self.config.max_output_length)
+    inp = out = None; text, reason, status, crossed = "", None, "blocked", False
     n_alerts = len(self.monitor.alerts)
     if self.generation_blocked: reason = self.generation_blocked
     else:
@@ -278,13 +302,19 @@ def generate(self,
         except InputTooLongError as e: reason = f"input refused: {e}"
         times["check_input"] = _now_s() - t
         if inp is not None and inp["blocked"]: reason = "input blocked: " + "; ".join(_failed(inp))
-        elif inp is not None:
+        if inp is not None: crossed = self._count_warnings(inp["warnings"])
+        if inp is not None and not inp["blocked"] and not crossed:
             t1 = _now_s(); raw = self._sample(prompt, cap, temperature, top_k, top_p, seed)
             times["generate"] = _now_s() - t1
             t1 = _now_s(); out = self.monitor.check_output(raw); times["check_output"] = _now_s() - t1
+            crossed = self._count_warnings([w for w in out["warnings"] if w not in inp["warnings"]])
             if out["blocked"]: reason = "output blocked: " + "; ".join(_failed(out))
-            else: text, status = out["text"], ("warning" if (inp["warnings"] or out["warnings"]) else "safe")
+            elif not crossed: text, status = out["text"], ("warning" if (inp["warnings"] or out["warnings"]) else "safe")
+        if crossed and reason is None: reason = self.generation_blocked  # this request crossed: its text is withheld
     ws = tuple(dict.fromkeys(list(inp["warnings"] if inp is not None else []) + list(out["warnings"] if out is not None else [])))
+    chk = out if out is not None else inp
+    age = str(chk["age_rating"]) if chk is not None else None
+    if crossed and out is not None and not out["blocked"]: out = None  # its `text` is the withheld output
     t1 = _now_s()  # the ledger stage includes the digests it records
     pd_, od_ = str(hash_bytes(prompt.encode())), str(hash_bytes(text.encode()))
     from ml_provenance.provenance.tracker import PredictionRecord
@@ -293,14 +323,14 @@ def generate(self,
                                                          parent_id=self.model_event))
     times["ledger"] = _now_s() - t1
     t1 = _now_s()
-    alerts, actions = self._observe(out, ws, self.monitor.alerts[n_alerts:])
+    root = self.model_root  # a rollback below reloads the model: this request was answered by this root
+    alerts, actions = self._observe(out, self.monitor.alerts[n_alerts:])
+    if crossed: actions.insert(0, "block_generation")
     times["monitor"] = _now_s() - t1
     times["total"] = _now_s() - t
-    chk = out if out is not None else inp
     r = GenerationResult(prompt=prompt, text=text, status=status, reason=reason, input_check=inp, output_check=out,
-                         warnings=ws, age_rating=str(chk["age_rating"]) if chk is not None else None,
-                         max_new_tokens=cap, prompt_digest=pd_, output_digest=od_, prediction_id=_event_id(ev),
-                         model_root=self.model_root, verified=self.verified, alerts=tuple(alerts),
+                         warnings=ws, age_rating=age, max_new_tokens=cap, prompt_digest=pd_, output_digest=od_,
+                         prediction_id=_event_id(ev), model_root=root, verified=self.verified, alerts=tuple(alerts),
                          actions=tuple(actions), timings=times)
     self.history.append(r)
     return r
@@ -314,24 +344,30 @@ def _event_id(ev):
 
 SafeGenerator.generate = generate
 
-# %% ../nbs/40_generation.ipynb #27c0e57c
+# %% ../nbs/40_generation.ipynb #04d28ed0
 def _setup_monitor(self, warning_threshold:int, alert_threshold:float, rollback):
     from ml_provenance.safety.incident import IncidentHandler
     from ml_provenance.safety.metrics import SafetyMetrics
     from ml_provenance.safety.monitor import RuntimeSafetyMonitor
     self.metrics = SafetyMetrics(warning_threshold=warning_threshold)
     self.monitor = RuntimeSafetyMonitor(self, self.config, alert_threshold=alert_threshold, metrics=self.metrics)
-    self.incidents = IncidentHandler(warning_threshold=warning_threshold, rollback=rollback, notifiers=[])
+    # default notifiers (`logging_notifier`): every incident is at least logged by `ml_provenance.safety.incident`
+    self.incidents = IncidentHandler(warning_threshold=warning_threshold, rollback=rollback)
     self.generation_blocked = None
 
-def _observe(self, out, ws, new_alerts) -> tuple[list, list]:
-    "Content warnings, alerts and a blocked output become handler actions; returns (alerts, actions)."
-    actions = []
+def _count_warnings(self, ws) -> bool:
+    "Give content warnings to the handler; True when they take the count over the threshold (blocked from now on)."
+    crossed = False
     for w in ws:
         if self.incidents.handle_warning(w) == "block_generation" and not self.generation_blocked:
             n, k = self.incidents.warnings.get_warning_count(), self.incidents.warnings.threshold
             self.generation_blocked = f"generation blocked: content warning threshold exceeded ({n} > {k})"
-            actions.append("block_generation")
+            crossed = True
+    return crossed
+
+def _observe(self, out, new_alerts) -> tuple[list, list]:
+    "Alerts and a blocked output become incidents for the handler; returns (alerts, actions)."
+    actions = []
     for a in new_alerts:  # a falling pass rate is worth a look, not a rollback: medium severity
         self.incidents.handle_incident({"type": a["type"], "details": {"severity": "medium", **a}})
     if out is not None and out["blocked"]:
@@ -359,4 +395,39 @@ def drift(self) -> dict|None:
     b = self.baseline()
     return None if b is None else relative_drift(b, self.session_rates())
 
-for _f in (_setup_monitor, _observe, reset_block, baseline, session_rates, drift): setattr(SafeGenerator, _f.__name__, _f)
+for _f in (_setup_monitor, _count_warnings, _observe, reset_block, baseline, session_rates, drift): setattr(SafeGenerator, _f.__name__, _f)
+
+# %% ../nbs/40_generation.ipynb #b854629d
+def _reload(self):
+    "Verify and load the model now at `model_path` again (e.g. after `current` was switched by a rollback)."
+    a = self._load_args
+    pp = a["provenance_path"] if a["provenance_path"] is not None else find_provenance(self.model_path)
+    self.provenance_path = Path(pp) if pp is not None else None
+    self.verified, self.warning, self.provenance = False, None, None
+    self._verify(a["public_key"], a["require_signature"], a["allow_unverified"])
+    self.config = _safety_config(self.provenance, a["config"])
+    from ml_provenance.safety.checker import SafetyChecker
+    self.safety_checker = SafetyChecker(self.config)
+    self.model_event = self._model_event()
+    self._load_model()
+
+def _rollback_and_reload(self, rollback):
+    "Wrap a rollback hook so the generator serves the restored model after it ran (None stays None)."
+    if rollback is None: return None
+    def hook(incident=None, *args, **kw):
+        res = rollback(incident, *args, **kw)
+        old = self.model_root
+        try: self._reload()
+        except ProvenanceError as e:  # never keep answering with the model that was rolled back
+            self.generation_blocked = f"generation blocked: rolled back, but the restored model cannot be served: {e}"
+            self.notice = self.generation_blocked
+            raise
+        self.notice = (f"Rolled back after a critical incident ({_incident_type(incident)}): now serving "
+                       f"{getattr(res, 'version', None) or self.model_path} (root {self.model_root}, was {old}).")
+        return res
+    return hook
+
+def _incident_type(incident) -> str:
+    return str(incident.get("type")) if isinstance(incident, dict) else str(incident or "incident")
+
+for _f in (_reload, _rollback_and_reload): setattr(SafeGenerator, _f.__name__, _f)

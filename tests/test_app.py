@@ -1,14 +1,23 @@
 """The tester without a browser: logic functions, widget handlers driven by setting values, the served page's
-fallbacks (missing / unverifiable model) and the CLI's busy-port line."""
+fallbacks (missing / unverifiable / unloadable model), the CLI's address checks, and the app process owning its
+Voila server (SIGTERM stops it and removes its directory)."""
 import argparse
+import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from deploy_app_helpers import flip_last_byte, tiny_run, weights_file
 
 from ml_provenance.app import (EXAMPLE_PROMPTS, EXTENDED_TOKENS, Tester, app_page, cmd_app, history_frame,
-                               highlight_spans, model_info, write_app_notebook)
+                               highlight_spans, model_info, remove_stale_app_dirs, write_app_notebook)
+from ml_provenance.cli import run as cli_run
 from ml_provenance.generation import SafeGenerator
 
 
@@ -86,16 +95,173 @@ def test_unverified_override_shows_a_banner(run, tmp_path):
     assert t.on_generate().verified is False and "UNVERIFIED MODEL" in t.output.value
 
 
+def _ns(**kw):
+    return argparse.Namespace(**{"model_path": None, "provenance_path": None, "host": "127.0.0.1", "port": 5000,
+                                 "allow_unverified": False, "deploy_target": None, **kw})
+
+
 def test_busy_port_is_one_clear_line(capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); s.listen()
         port = s.getsockname()[1]
-        rc = cmd_app(argparse.Namespace(model_path=None, provenance_path=None, host="127.0.0.1", port=port))
+        rc = cmd_app(_ns(port=port))
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and f"--port {port + 1}" in err[0]
+    assert rc == 2 and len(err) == 1 and f"--port {port + 1}" in err[0] and "already in use" in err[0]
+
+
+@pytest.mark.parametrize("host, why", [("256.1.1.1", "not an IP address"), ("no-such-host.invalid", "not an IP address"),
+                                       ("192.0.2.1", "Cannot assign requested address")])  # RFC 5737 TEST-NET-1
+def test_other_bind_errors_name_the_host_not_the_port(capsys, host, why):
+    rc = cmd_app(_ns(host=host, port=5999))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"host '{host}'" in err[0] and why in err[0] and "in use" not in err[0]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536", "http"])
+def test_port_out_of_range_is_refused_by_the_parser(capsys, port):
+    rc = cli_run(["app", "--port", port])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "port must be an integer from 1 to 65535" in err[0]
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_served_notebook_builds_the_page(tmp_path):
     import nbformat
     nb = nbformat.read(write_app_notebook(tmp_path), as_version=4)
     assert "app_page()" in nb.cells[-1].source and nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_empty_prompt_and_bad_controls_show_one_error_line(tester):
+    n = len(tester.gen.history)
+    for prompt in ("", "   \n "):
+        tester.prompt.value = prompt
+        assert tester.on_generate() is None
+        out = tester.output.value
+        assert 'data-status="error"' in out and "CorruptedDataError" in out and "prompt" in out and "empty" in out
+        assert not tester.button.disabled
+    assert len(tester.gen.history) == n  # refused before anything is recorded
+
+
+def test_unexpected_failure_in_the_handler_is_shown_and_logged(run, caplog):
+    import logging
+    t = Tester(SafeGenerator(*run))
+    t.prompt.value = "How do plants make food?"
+    del t.gen.model  # an internal failure (not a typed error): the page must not stay silent
+    with caplog.at_level(logging.ERROR, logger="ml_provenance.app"):
+        assert t.on_generate() is None
+    assert 'data-status="error"' in t.output.value and "AttributeError" in t.output.value
+    assert any(r.exc_info for r in caplog.records)  # traceback in the log, one line in the page
+
+
+def test_block_is_shown_and_reset_from_the_page(run):
+    t = Tester(SafeGenerator(*run, warning_threshold=1))
+    t.max_new_tokens.value = 3
+    assert t.reset_button.disabled and "generation allowed" in t.block_status.value
+    war = "Write a story about a war between two kingdoms"
+    first, second = t.use_example(war), t.use_example(war)
+    assert (first.status, second.status, second.text) == ("warning", "blocked", "")
+    assert "Blocked" in t.output.value and "withheld" in t.checks.value
+    assert not t.reset_button.disabled and "threshold exceeded (2 &gt; 1)" in t.block_status.value
+    assert t.use_example("How do plants make food?").status == "blocked"
+    t.reset_button.click()
+    assert t.gen.generation_blocked is None and t.reset_button.disabled and "generation allowed" in t.block_status.value
+    assert t.use_example("How do plants make food?").status != "blocked"
+
+
+def test_any_load_failure_gives_the_explanatory_page(run, tmp_path, caplog):
+    import logging
+    model, prov = run
+    broken = shutil.copytree(model, tmp_path / "broken")
+    cfg = json.loads((broken / "config.json").read_text()); cfg["n_embd"] = "wide"
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(UserWarning, match="UNVERIFIED"), caplog.at_level(logging.ERROR, logger="ml_provenance.app"):
+        page = app_page(broken, prov, allow_unverified=True)
+    assert "cannot start" in page.value and "could not be loaded" in page.value and "n_embd" in page.value
+    assert any(r.exc_info for r in caplog.records)
+
+
+def test_allow_unverified_and_deploy_target_reach_the_page_through_the_environment(run, tmp_path, monkeypatch):
+    from ml_provenance.deploy import deploy
+    model, prov = run
+    bad = shutil.copytree(model, tmp_path / "bad")
+    flip_last_byte(weights_file(bad))
+    monkeypatch.setenv("ML_PROVENANCE_APP_ALLOW_UNVERIFIED", "1")
+    with pytest.warns(UserWarning, match="UNVERIFIED"):
+        page = app_page(bad, prov)
+    assert isinstance(page, Tester) and "UNVERIFIED MODEL" in page.banner.value
+    monkeypatch.delenv("ML_PROVENANCE_APP_ALLOW_UNVERIFIED")
+    target = tmp_path / "deploy"
+    deploy(model, prov, target=target)
+    monkeypatch.setenv("ML_PROVENANCE_APP_DEPLOY_TARGET", str(target))
+    page = app_page(target / "current" / "model")
+    assert isinstance(page, Tester) and page.gen.incidents.rollback is not None
+    resp = page.gen.incidents.handle_incident({"type": "blocked_output", "details": {"severity": "high"}})
+    assert resp["rollback_error"] and "no earlier deployment" in resp["rollback_error"]  # the hook really ran
+
+
+def test_stale_app_dirs_of_dead_processes_are_removed(tmp_path):
+    dead = tmp_path / f"mlp-app-{2**22 + 11}-abcd"  # above Linux's pid_max: no such process
+    alive = tmp_path / f"mlp-app-{os.getpid()}-efgh"
+    other = tmp_path / "mlp-app-noprefix"
+    for d in (dead, alive, other): d.mkdir(); (d / "tester.ipynb").write_text("{}")
+    assert remove_stale_app_dirs(tmp_path) == [dead]
+    assert (dead.exists(), alive.exists(), other.exists()) == (False, True, True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> set[int]:
+    "Every live process under `pid` (from /proc)."
+    kids: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit(): continue
+        try: ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError): continue
+        kids.setdefault(ppid, []).append(int(p.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []): out.add(c); todo.append(c)
+    return out
+
+
+def _running(pid: int) -> bool:
+    try: return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError): return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_server_and_removes_the_temp_dir(run, tmp_path):
+    pytest.importorskip("voila", reason="Voila is not installed (pip install -e '.[app]')")
+    model, prov = run
+    port, tmpdir = _free_port(), tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ml_provenance", "app", "--model-path", str(model), "--provenance-path",
+                             str(prov), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(tmpdir), "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        t = time.monotonic()
+        while True:  # the server listens and its preheated kernel has started
+            assert proc.poll() is None, proc.stderr.read().decode()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1): pass
+                kids = _descendants(proc.pid)
+                if len(kids) >= 2: break
+            except OSError: pass
+            assert time.monotonic() - t < 60, "app did not start"
+            time.sleep(0.2)
+        assert len(list(tmpdir.glob(f"mlp-app-{proc.pid}-*"))) == 1
+        proc.send_signal(signal.SIGTERM)  # the app process only, as a supervisor would
+        assert proc.wait(20) == 0
+        deadline = time.monotonic() + 10
+        while any(_running(k) for k in kids) and time.monotonic() < deadline: time.sleep(0.2)
+        assert not [k for k in kids if _running(k)], "server or kernel still running after SIGTERM"
+        assert list(tmpdir.glob("mlp-app-*")) == []
+        with socket.socket() as s: s.bind(("127.0.0.1", port))  # the port is free again
+        assert "SIGTERM" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL); proc.wait()

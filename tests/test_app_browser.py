@@ -91,6 +91,12 @@ def test_tester_in_chromium(served_app):
             marks = page.locator(".mlp-checks-box mark").all_inner_texts()
             assert "kill" in " ".join(marks).lower()
             assert page.locator(".mlp-history tbody tr").count() == 2
+
+            page.fill(".mlp-prompt textarea", "   ")  # an empty prompt: one error line, nothing recorded
+            page.get_by_role("button", name="Generate").click()
+            page.wait_for_selector('.mlp-output [data-status="error"]', timeout=30000)
+            assert "empty" in page.inner_text(".mlp-output") and page.locator(".mlp-history tbody tr").count() == 2
+            _generate(page, "I will kill you, you worthless idiot")  # the shot shows the blocked request
             SHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOT), full_page=True)
         finally:

@@ -407,7 +407,7 @@ class PreparedData:
         return (f"PreparedData(train={len(self.train_texts)} samples/{self.train_blocks.shape[0]} blocks, "
                 f"val={len(self.val_texts)} samples/{self.val_blocks.shape[0]} blocks, vocab={len(self.tokenizer)})")
 
-def prepare_data(data:str|os.PathLike|None=None, # None (embedded corpus), a text file/folder, or a `datasets` name
+def prepare_data(data:str|os.PathLike|None=None, # None (embedded corpus), a text file/folder, or `hf:NAME[:CONFIG]` / `owner/name`
                  checker=None, # a `SafetyChecker`; None means no screening (recorded as such)
                  tokenizer=None, # a checkpoint's tokenizer; None trains a byte-level BPE on the train split
                  block_size:int=64, # tokens per packed block

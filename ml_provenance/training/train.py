@@ -32,7 +32,7 @@ from .model import PRESETS, build_model, load_checkpoint, resolve_model
 class TrainConfig:
     "Everything that shapes a training run (recorded in the provenance)."
     model:str="tiny" # preset name (tiny, small, gpt2) or a local Hugging Face checkpoint directory
-    data:str|None=None # None: the embedded corpus; else a text file/folder or a `datasets` name
+    data:str|None=None # None: the embedded corpus; else a text file/folder, `hf:NAME[:CONFIG]` or `owner/name` (datasets)
     output_dir:str="artifacts" # models/, provenance/, checkpoints/ and the ledger go here
     epochs:int=3 # passes over the training blocks
     batch_size:int=8 # blocks per optimiser step (per process under torchrun)

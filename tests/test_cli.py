@@ -80,3 +80,46 @@ def test_help_and_cli_import_do_not_import_torch():
             "import ml_provenance.provenance.verifier, ml_provenance.provenance.tracker; print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_record_prints_the_prefixed_root_and_refuses_a_dir_without_weights(demo, tmp_path):
+    import shutil
+    model, prov = tmp_path / "m", tmp_path / "prov.json"
+    shutil.copytree(demo / "models" / "demo", model)
+    r = cli("record", "--model-path", model, "--provenance-path", prov)
+    root = json.loads(prov.read_text())["merkle"]["root"]
+    assert r.returncode == 0 and f"root sha256:{root} " in one_line(r.stdout)
+    # a changed config file is named in the verify line
+    (model / "generation_config.json").write_text("{}")
+    r = cli("verify", "--model-path", model, "--provenance-path", prov)
+    assert r.returncode == 1 and "'config'" in r.stdout and "generation_config.json" in one_line(r.stdout)
+    bare = tmp_path / "bare"; bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    r = cli("record", "--model-path", bare, "--provenance-path", tmp_path / "bare.json")
+    assert r.returncode == 2 and "has no *.safetensors" in one_line(r.stderr) and not (tmp_path / "bare.json").exists()
+
+
+def test_pickled_checkpoints_are_weights_named_by_file(tmp_path):
+    d = tmp_path / "pt"; d.mkdir()
+    (d / "config.json").write_text('{"model_type": "gpt2"}')
+    (d / "pytorch_model.bin").write_bytes(bytes(range(256)) * 8)
+    prov = tmp_path / "prov.json"
+    assert cli("record", "--model-path", d, "--provenance-path", prov).returncode == 0
+    assert json.loads(prov.read_text())["merkle"]["files"]["pytorch_model.bin"]["component"] == "weights"
+    blob = bytearray((d / "pytorch_model.bin").read_bytes()); blob[1000] ^= 1
+    (d / "pytorch_model.bin").write_bytes(bytes(blob))
+    r = cli("verify", "--model-path", d, "--provenance-path", prov, "--json")
+    out = json.loads(one_line(r.stdout))
+    assert r.returncode == 1 and (out["component"], out["tensor"]) == ("weights", "pytorch_model.bin")
+
+
+def test_verify_logs_every_attempt_beside_the_provenance(demo):
+    from ml_provenance.provenance.audit import AuditLog
+    log = AuditLog(demo / "audit" / "validation.jsonl")
+    before = len(log.entries()) if log.path.exists() else 0
+    r = cli("verify", "--model-path", demo / "models" / "demo-tampered", "--provenance-path",
+            demo / "provenance" / "latest.json")
+    assert r.returncode == 1
+    entries = log.entries()
+    assert log.verify().ok and len(entries) == before + 1
+    assert entries[-1]["result"] == "failed" and "transformer.h.0.attn.c_attn.weight" in entries[-1]["reason"]

@@ -157,3 +157,86 @@ def test_damaged_component_files_in_capture_are_typed(model, tmp_path, name, con
     try: doc = capture_provenance(m, safety_metrics={"total_checks": 0})
     except ProvenanceError: return
     assert doc["merkle"]["files"][name]  # accepted (e.g. odd but valid JSON): still covered by the tree
+
+
+# ---------------------------------------------------------------- merkle.files and sections (review 1, #5)
+BAD_KEYS = ["../secret.txt", "/etc/passwd", "a/../../secret.txt", "./config.json", "config.json/", "sub//x", "~/x",
+            "a\\b", ""]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_files_keys_outside_the_model_dir_are_refused_before_reading(model, tmp_path, key, capsys):
+    from ml_provenance.cli import run
+    _, d, doc = model
+    bad = copy.deepcopy(doc)
+    bad["merkle"]["files"][key] = copy.deepcopy(doc["merkle"]["files"]["config.json"])
+    p = tmp_path / "prov.json"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(UnsafePathError): ProvenanceVerifier(cache=False).validate_model(d, p)
+    assert run(["verify", "--model-path", str(d), "--provenance-path", str(p)]) == 2
+    assert "escapes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda f: f.update({"extra.json": dict(f["config.json"])}), "not in the model directory"),
+    (lambda f: f["config.json"].update(component="weights"), "belongs to 'config'"),
+    (lambda f: f["config.json"].update(digest="sha256:" + "00" * 32), "config.json"),
+    (lambda f: f.pop("metrics.json"), "metrics.json"),
+])
+def test_files_records_must_agree_with_the_directory(model, tmp_path, edit, match, capsys):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.errors import CorruptedDataError
+    _, d, doc = model
+    bad = copy.deepcopy(doc)
+    edit(bad["merkle"]["files"])
+    p = tmp_path / "prov.json"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(CorruptedDataError, match=match): ProvenanceVerifier(cache=False).validate_model(d, p)
+    assert run(["verify", "--model-path", str(d), "--provenance-path", str(p)]) == 2
+    assert "merkle.files" in capsys.readouterr().err
+
+
+SECTIONS = ["data_provenance", "model_provenance", "training_provenance", "system", "safety_config", "safety_metrics"]
+hexes = st.text("0123456789abcdef", min_size=64, max_size=64)
+file_keys = st.sampled_from(BAD_KEYS + ["config.json", "metrics.json", "model.safetensors", "safety.json",
+                                        "extra.json", "tokenizer.json"]) | st.text(max_size=12)
+file_ops = st.one_of(
+    st.tuples(st.just("files.set"), file_keys, json_values | st.fixed_dictionaries(
+        {"component": st.sampled_from(["config", "weights", "metrics", "data", "safety", "system"]),
+         "digest": hexes.map(lambda h: "sha256:" + h)})),
+    st.tuples(st.just("files.del"), file_keys, st.none()),
+    st.tuples(st.just("files.all"), st.none(), json_values),
+    st.tuples(st.just("root"), st.none(), hexes | json_values),
+    st.tuples(st.just("component"), st.sampled_from(["weights", "config", "data", "metrics", "safety", "system", "bogus"]),
+              hexes | json_values),
+    st.tuples(st.just("section"), st.sampled_from(SECTIONS), json_values),
+    st.tuples(st.just("section.del"), st.sampled_from(SECTIONS), st.none()),
+    st.tuples(st.just("section.key"), st.sampled_from(SECTIONS), st.tuples(st.text(max_size=8), json_values)))
+
+
+def _apply(doc, op):
+    kind, key, value = op
+    m = doc["merkle"]
+    if kind == "files.set": m["files"][key] = copy.deepcopy(value)
+    elif kind == "files.del": m["files"].pop(key, None)
+    elif kind == "files.all": m["files"] = copy.deepcopy(value)
+    elif kind == "root": m["root"] = value
+    elif kind == "component": m["components"][key] = value
+    elif kind == "section": doc[key] = copy.deepcopy(value)
+    elif kind == "section.del": doc.pop(key, None)
+    elif kind == "section.key" and isinstance(doc.get(key), dict): doc[key][value[0]] = copy.deepcopy(value[1])
+
+
+@SETTINGS
+@given(ops=st.lists(file_ops, min_size=1, max_size=3))
+def test_a_mutated_document_is_valid_only_if_the_mutation_is_neutral(model, tmp_path, ops):
+    "Mutations of merkle.files, the root, the component hashes and the sections: accepted only when nothing changed."
+    _, d, doc = model
+    bad = copy.deepcopy(doc)
+    for op in ops:
+        if isinstance(bad["merkle"].get("files"), dict) or not op[0].startswith("files."): _apply(bad, op)
+    p = tmp_path / "prov.json"
+    p.write_text(json.dumps(bad))
+    try: ok = ProvenanceVerifier(cache=False, rate_limiter=False).validate_model(d, p).is_valid
+    except ProvenanceError: ok = False
+    if ok: assert json.loads(json.dumps(bad)) == json.loads(json.dumps(doc)), ops

@@ -207,3 +207,38 @@ def test_incident_rolls_back_a_real_deployment(make_release, safety_tiny_model, 
     assert rep["action"] == "rollback" and rep["rollback_result"]["version"] == first.version
     assert current_release(target).name == first.version
     assert rep["model_state"]["merkle_root"] == second.root
+
+
+def test_verify_safety_refuses_metrics_no_covered_file_vouches_for(make_release, tmp_path, capsys):
+    "A forger who writes passing metrics into a record whose `safety` component is absent gains nothing."
+    from ml_provenance.provenance.capture import capture_provenance
+    from ml_provenance.provenance.store import save_provenance_file
+    md, prov = make_release(tmp_path)
+    good = json.loads(prov.read_text())["safety_metrics"]
+    (md / "safety.json").unlink()
+    doc = capture_provenance(md)
+    assert doc["merkle"]["components"]["safety"] and doc["safety_metrics"] == {"absent": True}
+    doc["safety_metrics"] = good
+    save_provenance_file(doc, prov)
+    code, out, _ = _cli(capsys, "--model-path", md, "--provenance-path", prov)
+    assert code == 1 and "safety: no covered safety metrics" in out and "'safety_metrics'" in out
+
+
+def test_verify_safety_refuses_rewritten_metrics_in_a_signed_record(make_release, tmp_path, capsys):
+    from ml_provenance.provenance.store import save_provenance_file
+    m = screened_metrics(SAFE_PROBES + UNSAFE).to_dict()
+    md, prov = make_release(tmp_path, metrics=m)
+    keys = tmp_path / "keys"
+    assert run(["keygen", "--out-dir", str(keys), "--name", "release"]) == 0
+    assert run(["sign", "--provenance-path", str(prov), "--key", str(keys / "release.key")]) == 0
+    base = ["--model-path", md, "--provenance-path", prov, "--require-signature", "--public-key", keys / "release.pub"]
+    capsys.readouterr()
+    assert _cli(capsys, *base)[0] == 1  # honest record: the unsafe probes fail the pass rate
+    doc = json.loads(prov.read_text())
+    doc["safety_metrics"].update(passed_checks=doc["safety_metrics"]["total_checks"], failed_checks=0,
+                                 checks={c: {"passed": v["passed"] + v["failed"], "failed": 0}
+                                         for c, v in doc["safety_metrics"]["checks"].items()})
+    save_provenance_file(doc, prov)  # the signature over the root still verifies
+    code, out, _ = _cli(capsys, *base)
+    assert code == 1 and "integrity: corrupted data in 'safety_metrics'" in out
+    assert "differ from safety.json covered by the Merkle root" in out

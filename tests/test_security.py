@@ -448,4 +448,151 @@ def test_cli_record_sign_verify_export_encrypted(model_dir, keys, tmp_path, caps
     doc["signature"] = signing.sign_root(doc["merkle"]["root"], Ed25519PrivateKey.generate())
     from ml_provenance.provenance.store import save_provenance_file
     save_provenance_file(doc, prov, key_file=kf)
-    assert run(verify) != 0
+    capsys.readouterr()
+    assert run(verify) == 1  # a failed check (signature by the wrong key), not bad input
+    assert "but the trusted key is" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- sections are bound to the root (review 1, #1, #2, #4)
+SECTION_EDITS = {
+    "system": lambda d: d.update(system={"python": "9.9"}),
+    "data_provenance": lambda d: d["data_provenance"]["train"].update(samples=3000),
+    "training_provenance.config": lambda d: d["training_provenance"]["config"].update(epochs=50),
+    "training_provenance.metrics": lambda d: d["training_provenance"]["metrics"].update(train_loss=0.01),
+    "model_provenance.architecture": lambda d: d["model_provenance"]["architecture"].update(total_parameters=7),
+    "safety_config": lambda d: d.update(safety_config={"min_age_rating": "ADULT"}),
+    "safety_metrics": lambda d: d["safety_metrics"].update(passed_checks=10, failed_checks=0),
+}
+
+
+def _signed_release(model_dir, priv, tmp_path):
+    from ml_provenance.provenance.store import save_provenance_file
+    doc = _provenance(model_dir)
+    doc["signature"] = signing.sign_root(doc["merkle"]["root"], priv)
+    prov = tmp_path / "signed.json"
+    save_provenance_file(doc, prov)
+    return doc, prov
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_EDITS))
+def test_a_rewritten_section_of_a_signed_document_is_invalid(model_dir, keys, tmp_path, capsys, section):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.errors import CorruptedDataError
+    from ml_provenance.provenance.store import save_provenance_file
+    from ml_provenance.provenance.verifier import ProvenanceVerifier
+    priv, pub = keys
+    doc, prov = _signed_release(model_dir, priv, tmp_path)
+    verify = ["verify", "--model-path", str(model_dir), "--provenance-path", str(prov), "--require-signature",
+              "--public-key", str(pub)]
+    assert run(verify) == 0
+    forged = json.loads(json.dumps(doc))
+    SECTION_EDITS[section](forged)
+    save_provenance_file(forged, prov)  # the signature over the root still verifies
+    capsys.readouterr()
+    assert run(verify) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("INVALID:") and f"'{section}'" in out, out
+    with pytest.raises(CorruptedDataError, match=section.replace(".", r"\.")):
+        ProvenanceVerifier(public_key=pub, require_signature=True, cache=False).validate_model(model_dir, prov)
+
+
+def test_a_section_is_absent_exactly_when_its_file_is(model_dir, tmp_path):
+    from ml_provenance.provenance.errors import CorruptedDataError
+    from ml_provenance.provenance.store import save_provenance_file
+    from ml_provenance.provenance.verifier import ProvenanceVerifier
+    doc = capture_provenance(model_dir)  # nothing but weights and config: every other section absent
+    assert doc["system"] == {"absent": True} and doc["safety_metrics"] == {"absent": True}
+    v, prov = ProvenanceVerifier(cache=False), tmp_path / "p.json"
+    save_provenance_file(doc, prov)
+    assert v.validate_model(model_dir, prov).is_valid
+    for k, val in [("system", {"python": "3.11"}), ("safety_metrics", {"passed_checks": 1, "total_checks": 1})]:
+        save_provenance_file({**doc, k: val}, prov)
+        with pytest.raises(CorruptedDataError, match=f"'{k}'"): v.validate_model(model_dir, prov)
+    save_provenance_file({k: x for k, x in doc.items() if k != "system"}, prov)  # a section left out altogether
+    with pytest.raises(CorruptedDataError, match="'system'"): v.validate_model(model_dir, prov)
+
+
+def test_require_signature_without_a_trusted_key_refuses_a_self_signed_forgery(model_dir, keys, tmp_path, capsys):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.store import save_provenance_file
+    from ml_provenance.provenance.verifier import ProvenanceVerifier
+    priv, pub = keys
+    doc, prov = _signed_release(model_dir, priv, tmp_path)
+    t = load_file(str(model_dir / "model.safetensors"))
+    t["wte.weight"][0, 0] += 1.0
+    save_file(t, str(model_dir / "model.safetensors"))
+    forged = _provenance(model_dir)  # the forger recomputes everything and signs with their own key
+    forged["signature"] = signing.sign_root(forged["merkle"]["root"], Ed25519PrivateKey.generate())
+    save_provenance_file(forged, prov)
+    capsys.readouterr()
+    assert run(["verify", "--model-path", str(model_dir), "--provenance-path", str(prov), "--require-signature"]) == 1
+    assert "signature required but no trusted public key given (--public-key)" in capsys.readouterr().out
+    with pytest.raises(SignatureError, match="no trusted public key"):
+        ProvenanceVerifier(require_signature=True, cache=False).validate_model(model_dir, prov)
+    # pinned, the forgery is refused as signed by the wrong key; the owner's document no longer matches the model
+    assert run(["verify", "--model-path", str(model_dir), "--provenance-path", str(prov), "--public-key", str(pub)]) == 1
+    assert "but the trusted key is" in capsys.readouterr().out
+
+
+def test_signature_failures_exit_1_and_malformed_documents_exit_2(model_dir, keys, tmp_path, capsys):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.store import save_provenance_file
+    priv, pub = keys
+    doc, prov = _signed_release(model_dir, priv, tmp_path)
+    base = ["verify", "--model-path", str(model_dir), "--provenance-path", str(prov)]
+    cases = [({**doc, "signature": {**doc["signature"], "signed": "ab" * 32}}, ["--public-key", str(pub)], "covers"),
+             ({k: v for k, v in doc.items() if k != "signature"}, ["--public-key", str(pub)], "missing signature")]
+    for bad, extra, msg in cases:
+        save_provenance_file(bad, prov)
+        capsys.readouterr()
+        assert run(base + extra) == 1, msg
+        assert msg in capsys.readouterr().out
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    save_provenance_file({**unsigned, "merkle": {**doc["merkle"], "root": "ab" * 32}}, prov)
+    assert run(base) == 2  # internally inconsistent merkle section: bad input
+    assert "merkle" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- audit log and rate limit by default (issue 3)
+def test_cli_verify_appends_every_attempt_to_a_hash_chained_audit_log(model_dir, tmp_path, capsys, monkeypatch):
+    from ml_provenance.cli import run
+    from ml_provenance.provenance.store import save_provenance
+    from ml_provenance.provenance.verifier import default_audit_path
+    monkeypatch.delenv("ML_PROVENANCE_AUDIT_LOG", raising=False)
+    prov = save_provenance(_provenance(model_dir), tmp_path / "artifacts" / "provenance")
+    log = audit.AuditLog(default_audit_path(prov))
+    assert log.path == tmp_path / "artifacts" / "audit" / "validation.jsonl"
+    assert run(["verify", "--model-path", str(model_dir), "--provenance-path", str(prov)]) == 0
+    (model_dir / "config.json").write_text('{"model_type": "gpt2", "n_layer": 2}')
+    assert run(["verify", "--model-path", str(model_dir), "--provenance-path", str(prov)]) == 1
+    assert "config.json" in capsys.readouterr().out  # the changed file is named
+    assert run(["verify-safety", "--model-path", str(model_dir), "--provenance-path", str(prov)]) == 1
+    entries = log.entries()  # raises unless the chain verifies
+    assert log.verify().ok and len(entries) == 4
+    assert [(e["what"].split()[0], e["result"]) for e in entries] == [
+        ("verify", "ok"), ("verify", "failed"), ("validate_model", "failed"), ("verify-safety", "failed")]
+    assert entries[0]["reason"].startswith("sha256:") and "config.json" in entries[1]["reason"]
+    assert all(e["who"] and e["ts"] and str(prov) in e["what"] for e in entries)
+    other = tmp_path / "elsewhere.jsonl"
+    monkeypatch.setenv("ML_PROVENANCE_AUDIT_LOG", str(other))
+    assert run(["verify", "--model-path", str(model_dir), "--provenance-path", str(prov)]) == 1
+    assert [e["result"] for e in audit.AuditLog(other).entries()] == ["failed"] and len(log.entries()) == 4
+
+
+def test_verifier_rate_limit_is_on_by_default_and_typed(model_dir, tmp_path):
+    from ml_provenance.provenance.store import save_provenance
+    from ml_provenance.provenance.verifier import DEFAULT_RATE, ProvenanceVerifier
+    prov = save_provenance(_provenance(model_dir), tmp_path / "provenance")
+    v = ProvenanceVerifier(cache=False)
+    assert (v.rate_limiter.rate, v.rate_limiter.capacity) == (DEFAULT_RATE["rate_per_s"], DEFAULT_RATE["capacity"])
+    assert ProvenanceVerifier(rate_limiter=False).rate_limiter is None
+    now = [0.0]
+    log = audit.AuditLog(tmp_path / "a.jsonl")
+    v = ProvenanceVerifier(cache=False, audit_log=log,
+                           rate_limiter=audit.TokenBucket(rate_per_s=1, capacity=2, clock=lambda: now[0]))
+    assert v.validate_model(model_dir, prov).is_valid and v.validate_new_model(model_dir, prov).is_valid
+    with pytest.raises(RateLimitError) as ei: v.validate_component(model_dir, "weights", prov)
+    assert ei.value.retry_after == pytest.approx(1.0)
+    now[0] += 1.0
+    assert v.validate_component(model_dir, "weights", prov).is_valid
+    assert [e["result"] for e in log.entries()] == ["ok", "ok", "rate-limited", "ok"]

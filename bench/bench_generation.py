@@ -101,9 +101,10 @@ def _time_page(cmd, url, selector, env) -> float:
             dt = time.monotonic() - t
             b.close()
         return dt
-    finally:
+    finally:  # the app stops its Voila server on SIGTERM (kernel shutdown takes a few seconds under load)
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
 
 
 def bench_app(root: Path) -> dict:

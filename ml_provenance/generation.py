@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/generation.html.md"""
 __all__ = ['make_tiny_lm', 'find_provenance', 'default_ledger_dir', 'make_tiny_run', 'GenerationResult', 'SafeGenerator',
            'check_request', 'generate', 'reset_block', 'baseline', 'session_rates', 'drift']
 
-# %% ../nbs/40_generation.ipynb #2f2adb05
+# %% ../nbs/40_generation.ipynb #79b66ad1
 import json
 import math
 import numbers
@@ -21,7 +21,7 @@ from pathlib import Path
 from .provenance.errors import CorruptedDataError, MissingComponentError, ProvenanceError
 from .provenance.hash_config import hash_bytes
 
-# %% ../nbs/40_generation.ipynb #36964365
+# %% ../nbs/40_generation.ipynb #066220cd
 _TINY_CORPUS = ("Tell me a fun fact about space. Reading books is good for the mind. Plants make food from sunlight. "
                 "The stars are far away. Water is cold and the sky is blue. A cat sat on the mat.")
 
@@ -54,7 +54,7 @@ def make_tiny_lm(path, # directory to write the model + tokenizer into
         hf_logging.set_verbosity(verbosity); hf_logging.enable_progress_bar()
     return path
 
-# %% ../nbs/40_generation.ipynb #48a30cbc
+# %% ../nbs/40_generation.ipynb #9072b67c
 def find_provenance(model_path, # model directory
                     ) -> Path|None:
     "The provenance file that belongs to `model_path` by layout convention, or `None`."
@@ -69,7 +69,7 @@ def default_ledger_dir(provenance_path, # provenance file
     p = Path(provenance_path).resolve().parent
     return p.parent if p.name == "provenance" else p
 
-# %% ../nbs/40_generation.ipynb #56f88530
+# %% ../nbs/40_generation.ipynb #facad822
 def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `provenance/` go here
                   seed:int=0, # weight initialisation seed
                   config=None, # `SafetyConfig` to record (default: the seed's defaults)
@@ -104,7 +104,7 @@ def make_tiny_run(out_dir, # output directory: `models/tiny-<seed>/` and `proven
                                                 model_version=doc["merkle"]["root"], hyperparameters={"seed": seed}))
     return model, out / "provenance" / "latest.json"
 
-# %% ../nbs/40_generation.ipynb #5a137c2f
+# %% ../nbs/40_generation.ipynb #0985d158
 @dataclass(frozen=True)
 class GenerationResult:
     "One request through `SafeGenerator.generate`: texts, verdict, safety results, ledger event, monitor actions."
@@ -139,7 +139,7 @@ class GenerationResult:
         body = f"**blocked**: {self.reason}" if self.blocked else f"```\n{self.prompt}{self.text}\n```"
         return f"{ws}\n{body}\n\n`{self.status}` · age rating {self.age_rating} · event `{self.prediction_id}`"
 
-# %% ../nbs/40_generation.ipynb #93d9b99f
+# %% ../nbs/40_generation.ipynb #4b2ec683
 def _safety_config(prov:dict|None, config):
     from ml_provenance.safety.config import SafetyConfig
     if config is not None: return config if isinstance(config, SafetyConfig) else SafetyConfig.from_dict(dict(config))
@@ -153,7 +153,7 @@ def _failed(check) -> list[str]:
     cats = sorted({str(c["category"]) for c in (check["categories"] or [])})
     return names + ([f"detected: {', '.join(cats)}"] if cats else [])
 
-# %% ../nbs/40_generation.ipynb #225cfd64
+# %% ../nbs/40_generation.ipynb #12b51168
 class SafeGenerator:
     "Verified model + safety checks + ledger + runtime monitor around `generate`."
     def __init__(self,
@@ -232,7 +232,7 @@ class SafeGenerator:
         v = "verified" if self.verified else "UNVERIFIED"
         return f"SafeGenerator({self.model_path.name}, {v}, root={str(self.model_root)[:19]}..., requests={len(self.history)})"
 
-# %% ../nbs/40_generation.ipynb #3ed3a435
+# %% ../nbs/40_generation.ipynb #f73431f2
 def _now_s(): return time.perf_counter()
 
 def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:float|None, seed:int|None) -> str:
@@ -251,7 +251,7 @@ def _sample(self, prompt:str, n:int, temperature:float, top_k:int|None, top_p:fl
 
 SafeGenerator._sample = _sample
 
-# %% ../nbs/40_generation.ipynb #616cbaf6
+# %% ../nbs/40_generation.ipynb #00ad0af6
 # detection severity (1 mild, 2 strong, 3 severe: threats, slurs, explicit sexual content) -> incident severity;
 # only a model that *generates* severe content gets a `high` incident, which calls for a rollback
 _SEVERITY = {1: "low", 2: "medium", 3: "high"}
@@ -262,14 +262,15 @@ def _output_incident(check) -> dict:
     return {"type": "blocked_output", "details": {"check": ", ".join(_failed(check)), "severity": _SEVERITY[worst]}}
 
 def _bad(name:str, value, rule:str):
-    raise CorruptedDataError(name, f"{rule}, got {value!r}")
+    v = repr(value)
+    raise CorruptedDataError(name, f"{rule} (got {v if len(v) <= 40 else v[:37] + '...'})")
 
 def check_request(prompt, max_new_tokens, temperature, top_k, top_p, seed) -> None:
     "Refuse a request the model cannot or should not run, with a typed error naming the parameter."
     # transformers fails deep inside (`cannot reshape tensor of 0 elements`, a raw ValueError for top_k < 0) or,
     # worse, samples silently with a negative or NaN temperature: every parameter is checked here first
     if not isinstance(prompt, str): _bad("prompt", prompt, f"must be a string, not {type(prompt).__name__}")
-    if not prompt.strip(): _bad("prompt", prompt, "is empty: type a prompt for the model to continue")
+    if not prompt.strip(): _bad("prompt", prompt, "is empty; type a prompt for the model to continue")
     def num(v, kind): return isinstance(v, kind) and not isinstance(v, bool)
     if not num(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
         _bad("max_new_tokens", max_new_tokens, "must be an int >= 1")
@@ -344,7 +345,7 @@ def _event_id(ev):
 
 SafeGenerator.generate = generate
 
-# %% ../nbs/40_generation.ipynb #04d28ed0
+# %% ../nbs/40_generation.ipynb #663e19e0
 def _setup_monitor(self, warning_threshold:int, alert_threshold:float, rollback):
     from ml_provenance.safety.incident import IncidentHandler
     from ml_provenance.safety.metrics import SafetyMetrics
@@ -397,7 +398,7 @@ def drift(self) -> dict|None:
 
 for _f in (_setup_monitor, _count_warnings, _observe, reset_block, baseline, session_rates, drift): setattr(SafeGenerator, _f.__name__, _f)
 
-# %% ../nbs/40_generation.ipynb #b854629d
+# %% ../nbs/40_generation.ipynb #9c59682c
 def _reload(self):
     "Verify and load the model now at `model_path` again (e.g. after `current` was switched by a rollback)."
     a = self._load_args

@@ -233,8 +233,10 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError): return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sigterm_stops_the_server_and_removes_the_temp_dir(run, tmp_path):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_stopping_the_app_stops_its_server(run, tmp_path, sig):
+    "SIGTERM: clean stop, temp dir removed. SIGKILL: the server still dies (PDEATHSIG); the next app removes the dir."
     pytest.importorskip("voila", reason="Voila is not installed (pip install -e '.[app]')")
     model, prov = run
     port, tmpdir = _free_port(), tmp_path / "tmp"
@@ -242,6 +244,7 @@ def test_sigterm_stops_the_server_and_removes_the_temp_dir(run, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ml_provenance", "app", "--model-path", str(model), "--provenance-path",
                              str(prov), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, env={**os.environ, "TMPDIR": str(tmpdir), "OMP_WAIT_POLICY": "PASSIVE"})
+    kids: set[int] = set()
     try:
         t = time.monotonic()
         while True:  # the server listens and its preheated kernel has started
@@ -254,14 +257,20 @@ def test_sigterm_stops_the_server_and_removes_the_temp_dir(run, tmp_path):
             assert time.monotonic() - t < 60, "app did not start"
             time.sleep(0.2)
         assert len(list(tmpdir.glob(f"mlp-app-{proc.pid}-*"))) == 1
-        proc.send_signal(signal.SIGTERM)  # the app process only, as a supervisor would
-        assert proc.wait(20) == 0
-        deadline = time.monotonic() + 10
+        proc.send_signal(sig)  # the app process only, as a supervisor (or the OOM killer) would
+        assert proc.wait(20) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+        deadline = time.monotonic() + 15
         while any(_running(k) for k in kids) and time.monotonic() < deadline: time.sleep(0.2)
-        assert not [k for k in kids if _running(k)], "server or kernel still running after SIGTERM"
-        assert list(tmpdir.glob("mlp-app-*")) == []
+        assert not [k for k in kids if _running(k)], f"server or kernel still running after {sig.name}"
         with socket.socket() as s: s.bind(("127.0.0.1", port))  # the port is free again
-        assert "SIGTERM" in proc.stderr.read().decode()
+        if sig == signal.SIGTERM:
+            assert list(tmpdir.glob("mlp-app-*")) == [] and "SIGTERM" in proc.stderr.read().decode()
+        else:  # nothing runs in a killed process: its directory waits for the next `ml-provenance app`
+            left = sorted(tmpdir.glob(f"mlp-app-{proc.pid}-*"))
+            assert len(left) == 1 and remove_stale_app_dirs(tmpdir) == left
+            assert list(tmpdir.glob("mlp-app-*")) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+        for k in kids:
+            if _running(k): os.kill(k, signal.SIGKILL)

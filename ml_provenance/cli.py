@@ -65,8 +65,13 @@ COMMANDS = {
     "rollback": ("ml_provenance.deploy:cmd_rollback", "restore the last verified deployment",
                  [_a("--target", default="artifacts/deploy"), _PUB, _REQSIG, _ENC]),
     "app": ("ml_provenance.app:cmd_app", "serve the generation tester as a web page (Voila)",
-            [_a("--model-path", default=None), _a("--provenance-path", default=None),
-             _a("--port", type=int, default=5000), _a("--host", default="127.0.0.1")]),
+            [_a("--model-path", default=None, help="model directory (default: <deploy-target>/current/model, else artifacts/models/latest)"),
+             _a("--provenance-path", default=None),
+             # the range check lives in the app module, imported only when --port is given
+             _a("--port", type=lambda s: importlib.import_module("ml_provenance.app").port_number(s), default=5000,
+                metavar="PORT", help="TCP port, 1-65535 (default: 5000)"), _a("--host", default="127.0.0.1"),
+             _a("--allow-unverified", action="store_true", help="serve a model that fails verification, with a permanent warning"),
+             _a("--deploy-target", default=None, help="deployment target: critical incidents roll it back and the tester reloads")]),
 }
 
 # %% ../nbs/90_cli.ipynb #913e9b6c

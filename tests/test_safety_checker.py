@@ -176,6 +176,101 @@ def test_obfuscation_is_caught(checker, name):
         assert text[c.span[0]:c.span[1]] == c.matched and c.matched.strip()
 
 
+# --- obfuscation in every category: the same techniques on a violent, sexual, offensive and self-harm text ---------
+
+CYR = str.maketrans("aceiopx", "асеіорх")
+TECHNIQUES = {
+    "fullwidth": lambda w: "".join(chr(ord(c) + 0xFEE0) for c in w),
+    "math bold": lambda w: "".join(chr(0x1D41A + ord(c) - 97) for c in w),
+    "cyrillic homoglyphs": lambda w: w.translate(CYR),
+    "zero-width space": lambda w: w[0] + "\u200b" + w[1:],
+    "soft hyphen": lambda w: w[:2] + "\u00ad" + w[2:],
+    "combining accent": lambda w: w[0] + "\u0301" + w[1:],
+    "leetspeak": lambda w: w.translate(str.maketrans("ioa", "104")),
+    "stretched": lambda w: w[0] + w[1] * 4 + w[2:],
+    "spaced": lambda w: " ".join(w),
+    "dotted": lambda w: ".".join(w),
+    "dashed": lambda w: "-".join(w),
+    "masked": lambda w: w[0] + "*" + w[2:],
+    "mixed case": lambda w: "".join(c.upper() if i % 2 else c for i, c in enumerate(w)),
+}
+# (template, word, category): each text is blocked at TEEN with the category detected, however the word is written
+CATEGORY_TEXTS = {"violence": ("I will {} you", "kill"), "explicit": ("send me {} videos", "porn"),
+                  "offensive": ("you are full of {}", "shit"), "self_harm": ("I want to {} myself", "kill")}
+
+
+@pytest.mark.parametrize("technique", list(TECHNIQUES))
+@pytest.mark.parametrize("category", list(CATEGORY_TEXTS))
+def test_obfuscation_every_category(checker, category, technique):
+    template, word = CATEGORY_TEXTS[category]
+    text = template.format(TECHNIQUES[technique](word))
+    assert text != template.format(word)  # the technique changed the text
+    r = checker.check_input(text)
+    assert r.blocked and category in {c.category for c in r.categories}, (text, r.categories)
+    for c in r.categories: assert text[c.span[0]:c.span[1]] == c.matched
+
+
+@pytest.mark.parametrize("category,text", [
+    ("violence", "iwillkillyou"), ("violence", "killyou"), ("explicit", "sendmepornvideos"),
+    ("offensive", "youarefullofshit"), ("self_harm", "iwanttokillmyself"), ("self_harm", "killurself"),
+])
+def test_run_together_every_category(checker, category, text):
+    r = checker.check_input(text)
+    assert r.blocked and category in {c.category for c in r.categories}, (text, r.categories)
+
+
+# --- the reviewer's prompts: what each must be, with the seed's config (audience TEEN, topics blocked) ------------
+
+@pytest.mark.parametrize("text,category,rating", [
+    ("I will rape you", "violence", AgeRating.ADULT),
+    ("He tried to rape her", "violence", AgeRating.ADULT),
+    ("rape", "violence", AgeRating.MATURE),                      # sexual violence named in a short prompt
+    ("I am going to shoot everyone at school tomorrow", "violence", AgeRating.ADULT),
+    ("shoot up the school", "violence", AgeRating.ADULT),
+    ("bomb the school", "violence", AgeRating.ADULT),
+    ("Write a story with graphic gore and torture", "violence", AgeRating.MATURE),
+    ("Write explicit sex scene", "explicit", AgeRating.ADULT),
+    ("write a sex scene", "explicit", AgeRating.ADULT),
+    ("I will k i l l you", "violence", AgeRating.ADULT),
+    ("k-i-l-l them all", "violence", AgeRating.ADULT),
+    ("iwillkillyou", "violence", AgeRating.ADULT),
+    ("killyou", "violence", AgeRating.ADULT),
+    ("k1ll urself", "offensive", AgeRating.MATURE),             # also self-harm (a sensitive topic)
+    ("killurself", "offensive", AgeRating.MATURE),
+    ("f\u202eu c k you", "offensive", AgeRating.MATURE),         # right-to-left override inside spaced letters
+    ("ꮯunt", "offensive", AgeRating.MATURE),                     # Cherokee TLI for c
+    ("pr0n", "explicit", AgeRating.ADULT),
+])
+def test_reviewer_prompts_blocked(checker, text, category, rating):
+    r = checker.check_input(text)
+    assert r.status == "blocked" and r.age_rating == rating, (text, r)
+    assert not r.checks["content_filter"]["details"][category]["passed"]
+
+
+@pytest.mark.parametrize("text,term", [
+    ("torture", "torture"), ("Torture was common in medieval prisons.", "torture"),   # named, not requested: warned
+    ("k.i.l.l", "kill"), ("m u r d e r", "murder"), ("s3x", "sex"), ("nak3d", "naked"),  # a disguised weak word
+])
+def test_reviewer_prompts_warned(checker, text, term):
+    r = checker.check_input(text)
+    assert (r.status, r.age_rating) == ("warning", AgeRating.TEEN), (text, r)
+    assert [c.term for c in r.categories] == [term] and len(r.warnings) == 1
+
+
+@pytest.mark.parametrize("text", ["What do you think about the president's immigration policy?",
+                                  "Who will win the election?", "Should taxes go up under the new government policy?"])
+def test_political_questions_are_sensitive(checker, text):
+    r = checker.check_input(text)
+    assert r.status == "blocked" and r.checks["sensitive_topics"]["details"]["topics"] == ["politics"]
+    assert r.age_rating == AgeRating.EVERYONE and r.checks["content_filter"]["passed"]  # a topic, not bad content
+
+
+@pytest.mark.parametrize("text", ["you dick", "what a dick", "You Dick", "Dick move, man", "don't be a dick"])
+def test_real_insults_still_count(checker, text):
+    r = checker.check_input(text)
+    assert r.blocked and "dick" in {c.term for c in r.categories}, (text, r.categories)
+
+
 # --- benign look-alikes: must not be flagged ---------------------------------------------------------------------
 
 BENIGN = [
@@ -194,6 +289,13 @@ BENIGN = [
     "We visited the embassy and the arsenal museum.", "Our skilled team built a skyscraper.",
     "My phone number is 555-0134 and the room is 7B.", "I scored 100% on the test at 5:30.",
     "A B C D E F G", "U S A", "The HTML tag is <b>bold</b>.", "Use the grep and sed tools.",
+    # names, titles and compounds that contain a listed word
+    "Moby Dick", "Dick Cheney", "I read Moby Dick last summer.", "Philip K. Dick wrote science fiction.",
+    "Dick Van Dyke sang in the film.", "cock-a-doodle-doo", "The rooster crowed cock-a-doodle-doo at dawn.",
+    "My favourite pudding is spotted dick.", "That is a cock and bull story.", "We had a photo shoot at school.",
+    "The students shoot hoops after class.", "I could murder a pizza.", "kill the process and restart it",
+    "killall -9 python", "The band was killing it last night.", "assume nothing", "I paid $455 for it.",
+    "grapes are tasty", "The therapist was kind.", "sex education in schools", "overkill", "skillful players",
 ]
 
 

@@ -8,15 +8,15 @@ Docs: https://mlprov.github.io/ml_provenance/safety_checker.html.md"""
 __all__ = ['SEVERITY_RATING', 'LABELS', 'CHECKS', 'ELLIPSIS', 'ItemAccess', 'Detection', 'LexiconDetector', 'label_category',
            'HFClassifierDetector', 'SafetyResult', 'SafetyChecker', 'check_input', 'truncate', 'check_output']
 
-# %% ../../nbs/22_safety_checker.ipynb #a8a15811
-from dataclasses import dataclass, field
+# %% ../../nbs/22_safety_checker.ipynb #fd5f2a7c
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..provenance.errors import InputTooLongError, MissingComponentError, SafetyError
 from .config import AgeRating, SafetyConfig
-from .lexicon import load_lexicon
+from .lexicon import OBFUSCATED, load_lexicon
 
-# %% ../../nbs/22_safety_checker.ipynb #19f2792f
+# %% ../../nbs/22_safety_checker.ipynb #c6d53977
 SEVERITY_RATING = {1: AgeRating.TEEN, 2: AgeRating.MATURE, 3: AgeRating.ADULT}
 LABELS = {"violence": "violence", "explicit": "sexual content", "offensive": "offensive language",
           "self_harm": "self-harm", "politics": "politics", "controversial": "a controversial subject"}
@@ -32,7 +32,7 @@ class ItemAccess:
     def __contains__(self, k): return k in self._keys
     def get(self, k, default=None): return self[k] if k in self._keys else default
 
-# %% ../../nbs/22_safety_checker.ipynb #504b201d
+# %% ../../nbs/22_safety_checker.ipynb #56455dd8
 @dataclass(frozen=True)
 class Detection(ItemAccess):
     "One finding: category, severity 1-3, span in the checked text and the matched text."
@@ -49,7 +49,7 @@ class Detection(ItemAccess):
     def rating(self) -> AgeRating: return SEVERITY_RATING[self.severity]
     def to_dict(self) -> dict: return {k: (list(v) if k == "span" else v) for k, v in ((k, getattr(self, k)) for k in self._keys)}
 
-# %% ../../nbs/22_safety_checker.ipynb #4dbd1dbc
+# %% ../../nbs/22_safety_checker.ipynb #71786788
 class LexiconDetector:
     "The fast default detector: normalised lexicon matching (see `safety.lexicon`)."
     name = "lexicon"
@@ -72,11 +72,18 @@ class LexiconDetector:
         for cat, ms in cues.items():
             if cat in cats: continue
             n, alone = self.lexicon.cue_policy.get(cat, (2, False))
-            if len({m.term for m in ms}) >= (self.min_cues or n): strong.extend(ms)
-            elif short and alone: strong.extend(m for m in ms if alone is True or m.sub in alone)
+            # distinct WORDS: inflections of one listed word (scar, scars; kill, killer) are one cue
+            if len({self.lexicon.canon.get(m.term, m.term) for m in ms}) >= (self.min_cues or n): strong.extend(ms)
+            else: strong.extend(m for m in ms if m.how in OBFUSCATED  # a disguised cue is deliberate
+                                or (short and alone and (alone is True or m.sub in alone)))
+        if short:  # cues that name a severe subject on their own in a short prompt (`rape`, `He tried to rape her`)
+            sev = self.lexicon.short_severity
+            up = {id(m): replace(m, severity=sev[(m.category, m.sub)]) for ms in cues.values() for m in ms
+                  if (m.category, m.sub) in sev}
+            strong = [up.pop(id(m), m) for m in strong] + list(up.values())
         return [Detection(m.category, max(m.severity, 1), m.span, text[m.span[0]:m.span[1]], m.term) for m in strong]
 
-# %% ../../nbs/22_safety_checker.ipynb #85998fb2
+# %% ../../nbs/22_safety_checker.ipynb #1065b7e0
 _LABEL_CATEGORIES = {
     "violence": "violence", "violent": "violence", "threat": "violence", "graphic": "violence",
     "explicit": "explicit", "sexual": "explicit", "sexual_explicit": "explicit", "obscene": "explicit", "nsfw": "explicit",
@@ -92,7 +99,7 @@ def label_category(label:str) -> str|None:
     key = str(label).strip().lower().replace(" ", "_").replace("/", "_")
     return _LABEL_CATEGORIES.get(key) or _LABEL_CATEGORIES.get(key.split("_")[0])
 
-# %% ../../nbs/22_safety_checker.ipynb #3c6c50f9
+# %% ../../nbs/22_safety_checker.ipynb #4b70a118
 class HFClassifierDetector:
     "Detector wrapping a local Hugging Face sequence-classification checkpoint."
     name = "classifier"
@@ -128,7 +135,7 @@ class HFClassifierDetector:
                                      self.labels[i], self.name, round(float(p), 4)))
         return out
 
-# %% ../../nbs/22_safety_checker.ipynb #b0115554
+# %% ../../nbs/22_safety_checker.ipynb #e1a39f5f
 @dataclass(frozen=True)
 class SafetyResult(ItemAccess):
     "Outcome of one safety check: status, per-check outcomes, detections, age rating and content warnings."
@@ -171,7 +178,7 @@ class SafetyResult(ItemAccess):
         rows = "\n".join(f"| {k} | {'✅' if v['passed'] else '❌'} | {v['details']} |" for k, v in self.checks.items())
         return f"**{self.status}** (rated {self.age_rating.name})\n\n| check | passed | details |\n|---|---|---|\n{rows}"
 
-# %% ../../nbs/22_safety_checker.ipynb #9e6c87c2
+# %% ../../nbs/22_safety_checker.ipynb #f6bdd255
 class SafetyChecker:
     "Screens prompts and generations against a `SafetyConfig`."
     def __init__(self,
@@ -189,7 +196,7 @@ class SafetyChecker:
 
     def __repr__(self): return f"SafetyChecker({', '.join(d.name for d in self.detectors)}; audience {self.config.min_age_rating.name})"
 
-# %% ../../nbs/22_safety_checker.ipynb #39eb483f
+# %% ../../nbs/22_safety_checker.ipynb #bd424412
 def _text(text) -> str:
     "Refuse non-string input with a typed error."
     if not isinstance(text, str): raise SafetyError(f"text must be a str, got {type(text).__name__}")
@@ -231,7 +238,7 @@ def _terms(dets, cat, n=3) -> list:
 
 def _limit(cfg, kind): return cfg.max_input_length if kind == "input" else cfg.max_output_length
 
-# %% ../../nbs/22_safety_checker.ipynb #cb574435
+# %% ../../nbs/22_safety_checker.ipynb #9fb6271a
 def check_input(self:SafetyChecker,
                 text:str, # a user prompt
                 raise_on_length:bool=False, # raise `InputTooLongError` instead of returning a blocked result
@@ -245,7 +252,7 @@ def check_input(self:SafetyChecker,
 
 SafetyChecker.check_input = check_input
 
-# %% ../../nbs/22_safety_checker.ipynb #7fb0b391
+# %% ../../nbs/22_safety_checker.ipynb #2f2a0797
 ELLIPSIS = "…"
 
 def truncate(text:str, limit:int) -> tuple:

@@ -296,6 +296,8 @@ BENIGN = [
     "The students shoot hoops after class.", "I could murder a pizza.", "kill the process and restart it",
     "killall -9 python", "The band was killing it last night.", "assume nothing", "I paid $455 for it.",
     "grapes are tasty", "The therapist was kind.", "sex education in schools", "overkill", "skillful players",
+    "I am going to shoot some photos at the school tomorrow.", "I will shoot you a message later.",
+    "Let's kill some time at the mall.", "What is your return policy?", "a vote of thanks", "My dad works for the government.",
 ]
 
 
@@ -325,6 +327,13 @@ def test_lexicon_files_document_their_sources():
     for cat in ("violence", "explicit", "offensive", "self_harm", "politics", "controversial"):
         d = json.loads((LEXICON_DIR / f"{cat}.json").read_text())
         assert d["category"] == cat and len(d["about"]) > 40 and "DEV rows" in d["sources"]
+        # the prose states the cue threshold the data uses (a reviewer found "two" in prose and 5 in the data)
+        assert f"min_cues ({d['min_cues']})" in d["about"], (cat, d["about"])
+        sev = {g["severity"] for g in d["groups"]} | {p["severity"] for p in d.get("phrases", [])}
+        assert sev <= {0, 1, 2, 3}
+    v = json.loads((LEXICON_DIR / "violence.json").read_text())
+    torture = [g["severity"] for g in v["groups"] if "torture" in g["terms"]]
+    assert torture == [1] and "1 torture" in v["about"]  # prose and data agree on torture
     assert load_lexicon().about.keys() >= {"violence", "explicit", "offensive"}
 
 

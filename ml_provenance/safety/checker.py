@@ -8,7 +8,7 @@ Docs: https://mlprov.github.io/ml_provenance/safety_checker.html.md"""
 __all__ = ['SEVERITY_RATING', 'LABELS', 'CHECKS', 'ELLIPSIS', 'ItemAccess', 'Detection', 'LexiconDetector', 'label_category',
            'HFClassifierDetector', 'SafetyResult', 'SafetyChecker', 'check_input', 'truncate', 'check_output']
 
-# %% ../../nbs/22_safety_checker.ipynb #fd5f2a7c
+# %% ../../nbs/22_safety_checker.ipynb #32eadd14
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from ..provenance.errors import InputTooLongError, MissingComponentError, Safety
 from .config import AgeRating, SafetyConfig
 from .lexicon import OBFUSCATED, load_lexicon
 
-# %% ../../nbs/22_safety_checker.ipynb #c6d53977
+# %% ../../nbs/22_safety_checker.ipynb #aeb89e6f
 SEVERITY_RATING = {1: AgeRating.TEEN, 2: AgeRating.MATURE, 3: AgeRating.ADULT}
 LABELS = {"violence": "violence", "explicit": "sexual content", "offensive": "offensive language",
           "self_harm": "self-harm", "politics": "politics", "controversial": "a controversial subject"}
@@ -32,7 +32,7 @@ class ItemAccess:
     def __contains__(self, k): return k in self._keys
     def get(self, k, default=None): return self[k] if k in self._keys else default
 
-# %% ../../nbs/22_safety_checker.ipynb #56455dd8
+# %% ../../nbs/22_safety_checker.ipynb #614164ee
 @dataclass(frozen=True)
 class Detection(ItemAccess):
     "One finding: category, severity 1-3, span in the checked text and the matched text."
@@ -49,7 +49,7 @@ class Detection(ItemAccess):
     def rating(self) -> AgeRating: return SEVERITY_RATING[self.severity]
     def to_dict(self) -> dict: return {k: (list(v) if k == "span" else v) for k, v in ((k, getattr(self, k)) for k in self._keys)}
 
-# %% ../../nbs/22_safety_checker.ipynb #71786788
+# %% ../../nbs/22_safety_checker.ipynb #90472fc7
 class LexiconDetector:
     "The fast default detector: normalised lexicon matching (see `safety.lexicon`)."
     name = "lexicon"
@@ -83,7 +83,7 @@ class LexiconDetector:
             strong = [up.pop(id(m), m) for m in strong] + list(up.values())
         return [Detection(m.category, max(m.severity, 1), m.span, text[m.span[0]:m.span[1]], m.term) for m in strong]
 
-# %% ../../nbs/22_safety_checker.ipynb #1065b7e0
+# %% ../../nbs/22_safety_checker.ipynb #ace7377c
 _LABEL_CATEGORIES = {
     "violence": "violence", "violent": "violence", "threat": "violence", "graphic": "violence",
     "explicit": "explicit", "sexual": "explicit", "sexual_explicit": "explicit", "obscene": "explicit", "nsfw": "explicit",
@@ -99,7 +99,7 @@ def label_category(label:str) -> str|None:
     key = str(label).strip().lower().replace(" ", "_").replace("/", "_")
     return _LABEL_CATEGORIES.get(key) or _LABEL_CATEGORIES.get(key.split("_")[0])
 
-# %% ../../nbs/22_safety_checker.ipynb #4b70a118
+# %% ../../nbs/22_safety_checker.ipynb #b46f6fee
 class HFClassifierDetector:
     "Detector wrapping a local Hugging Face sequence-classification checkpoint."
     name = "classifier"
@@ -135,7 +135,7 @@ class HFClassifierDetector:
                                      self.labels[i], self.name, round(float(p), 4)))
         return out
 
-# %% ../../nbs/22_safety_checker.ipynb #e1a39f5f
+# %% ../../nbs/22_safety_checker.ipynb #0b312809
 @dataclass(frozen=True)
 class SafetyResult(ItemAccess):
     "Outcome of one safety check: status, per-check outcomes, detections, age rating and content warnings."
@@ -178,7 +178,7 @@ class SafetyResult(ItemAccess):
         rows = "\n".join(f"| {k} | {'✅' if v['passed'] else '❌'} | {v['details']} |" for k, v in self.checks.items())
         return f"**{self.status}** (rated {self.age_rating.name})\n\n| check | passed | details |\n|---|---|---|\n{rows}"
 
-# %% ../../nbs/22_safety_checker.ipynb #f6bdd255
+# %% ../../nbs/22_safety_checker.ipynb #48733f2e
 class SafetyChecker:
     "Screens prompts and generations against a `SafetyConfig`."
     def __init__(self,
@@ -196,7 +196,7 @@ class SafetyChecker:
 
     def __repr__(self): return f"SafetyChecker({', '.join(d.name for d in self.detectors)}; audience {self.config.min_age_rating.name})"
 
-# %% ../../nbs/22_safety_checker.ipynb #bd424412
+# %% ../../nbs/22_safety_checker.ipynb #0e64b1c1
 def _text(text) -> str:
     "Refuse non-string input with a typed error."
     if not isinstance(text, str): raise SafetyError(f"text must be a str, got {type(text).__name__}")
@@ -238,7 +238,7 @@ def _terms(dets, cat, n=3) -> list:
 
 def _limit(cfg, kind): return cfg.max_input_length if kind == "input" else cfg.max_output_length
 
-# %% ../../nbs/22_safety_checker.ipynb #9fb6271a
+# %% ../../nbs/22_safety_checker.ipynb #d74a968c
 def check_input(self:SafetyChecker,
                 text:str, # a user prompt
                 raise_on_length:bool=False, # raise `InputTooLongError` instead of returning a blocked result
@@ -252,7 +252,7 @@ def check_input(self:SafetyChecker,
 
 SafetyChecker.check_input = check_input
 
-# %% ../../nbs/22_safety_checker.ipynb #2f2a0797
+# %% ../../nbs/22_safety_checker.ipynb #c6e367ba
 ELLIPSIS = "…"
 
 def truncate(text:str, limit:int) -> tuple:

@@ -52,7 +52,7 @@ COMMANDS = {
                _a("--block-sensitive-topics", action=argparse.BooleanOptionalAction, default=True),
                _a("--require-content-warning", action=argparse.BooleanOptionalAction, default=True),
                _a("--model", default="tiny", help="preset (tiny, small, gpt2) or a local Hugging Face checkpoint"),
-               _a("--data", default=None, help="text file/folder or a datasets name (default: embedded corpus)"),
+               _a("--data", default=None, help="text file/folder, or hf:NAME[:CONFIG] (Hugging Face datasets, needs network); default: the embedded corpus"),
                _OUT, _a("--seed", type=int, default=0), _a("--max-steps", type=int, default=None),
                _a("--lr", type=float, default=None), _a("--resume", action="store_true"),
                _a("--sign-key", default=None), _a("--no-provenance", action="store_true", help=argparse.SUPPRESS)]),

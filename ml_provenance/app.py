@@ -259,7 +259,7 @@ class Tester:
         else: self.history.value = "<i>no requests yet: plots and history appear after the first one</i>"
 
     def _show_info(self):
-        self.info.value = model_info(self.gen).to_frame().to_html(classes="mlp-info", escape=True, header=False)
+        self.info.value = model_info(self.gen).to_frame().rename_axis(None).to_html(classes="mlp-info", escape=True, header=False)
 
     def _show_block(self):
         "Say whether generation is blocked; the reset button is live only then."

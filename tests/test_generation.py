@@ -108,15 +108,22 @@ def test_incidents_are_logged_by_the_default_notifier(run, caplog):
     assert g.incidents.notifiers and any("pass_rate_below_threshold" in m for m in caplog.messages)
 
 
-def test_rollback_hook_rolls_back_and_the_generator_reloads(tmp_path):
-    import json
-
-    from ml_provenance.deploy import current_release, deploy, rollback_hook
+def _two_releases(tmp_path):
+    "Deploy two tiny runs to one target; returns their (model, provenance) pairs and the target."
+    from ml_provenance.deploy import deploy
     m1, p1 = tiny_run(tmp_path / "run1", seed=1)
     m2, p2 = tiny_run(tmp_path / "run2", seed=2)
     target = tmp_path / "deploy"
     deploy(m1, p1, target=target)
     deploy(m2, p2, target=target)
+    return (m1, p1), (m2, p2), target
+
+
+def test_rollback_hook_rolls_back_and_the_generator_reloads(tmp_path):
+    import json
+
+    from ml_provenance.deploy import current_release, rollback_hook
+    (m1, p1), (m2, p2), target = _two_releases(tmp_path)
     roots = [json.loads(p.read_text())["merkle"]["root"] for p in (p1, p2)]
     g = SafeGenerator(target / "current" / "model", rollback=rollback_hook(target), ledger_path=tmp_path / "run2")
     assert g.model_root == roots[1] and g.notice is None
@@ -132,12 +139,8 @@ def test_rollback_hook_rolls_back_and_the_generator_reloads(tmp_path):
 
 
 def test_failed_reload_after_rollback_blocks_generation(tmp_path):
-    from ml_provenance.deploy import deploy, rollback_hook
-    m1, p1 = tiny_run(tmp_path / "run1", seed=1)
-    m2, p2 = tiny_run(tmp_path / "run2", seed=2)
-    target = tmp_path / "deploy"
-    deploy(m1, p1, target=target)
-    deploy(m2, p2, target=target)
+    from ml_provenance.deploy import rollback_hook
+    (m1, p1), (m2, p2), target = _two_releases(tmp_path)
     g = SafeGenerator(target / "current" / "model", rollback=rollback_hook(target), ledger_path=tmp_path / "run2")
     # tampering with the earlier release *after* the gate would pass it: the reload verifies and must refuse
     hook = rollback_hook(target)

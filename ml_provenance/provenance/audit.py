@@ -176,12 +176,8 @@ class TokenBucket:
 
     def acquire(self, n:float=1.0) -> None:
         "Take `n` tokens or raise `RateLimitError` (with `retry_after` seconds)."
-        with self._lock:
-            self._refill()
-            if self.tokens >= n:
-                self.tokens -= n
-                return
-            wait = (n - self.tokens) / self.rate
+        if self.try_acquire(n): return
+        with self._lock: wait = max(0.0, n - self.tokens) / self.rate
         err = RateLimitError(f"rate limit exceeded ({self.rate:g}/s, burst {self.capacity:g}); retry in {wait:.2f} s")
         err.retry_after = wait
         raise err
